@@ -1,0 +1,1 @@
+"""The Flower ClientApp: what runs on a device."""

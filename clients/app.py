@@ -1,0 +1,33 @@
+"""Flower ClientApp: routes each server message to `fedge.client` and wraps the reply."""
+
+import torch
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
+from fedge import client
+from fedge.config import RunConfig
+
+torch.set_num_threads(1)  # one core per client: simulation runs one client per core
+
+app = ClientApp()
+
+
+def _source(context: Context) -> client.DataSource:
+    return client.data_source(context.node_config, RunConfig.from_flower(context.run_config))
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    return Message(client.query_reply(_source(context)), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    cfg = RunConfig.from_flower(context.run_config)
+    return Message(client.train_reply(msg.content, _source(context), cfg), reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    cfg = RunConfig.from_flower(context.run_config)
+    return Message(client.evaluate_reply(msg.content, _source(context), cfg), reply_to=msg)

@@ -1,0 +1,126 @@
+"""The `fedge` command: parses options into a RunConfig and calls `fedge.launch`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fedge.config import ConfigError, RunConfig, parse_option, option_name
+from fedge.data import DataError
+from fedge.launch import LaunchError, Security
+
+SIMULATION_ONLY = {"clients", "partition", "alpha", "shards_per_client"}
+DEPLOYMENT_ONLY = {"min_clients", "test_data", "wait_timeout"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl+C, so every started process gets stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return args.command(args)
+    except (ConfigError, DataError, LaunchError, ValueError) as err:
+        print(f"fedge {args.command_name}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fedge: interrupted; every process fedge started has been stopped", file=sys.stderr)
+        return 130
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from fedge import launch
+
+    base = RunConfig.from_toml(args.experiment) if args.experiment else RunConfig()
+    return launch.simulate(_run_config(args, base, SIMULATION_ONLY).validate())
+
+
+def _server(args: argparse.Namespace) -> int:
+    from fedge import launch
+
+    cfg = _run_config(args, RunConfig(dataset=""), DEPLOYMENT_ONLY).validate()
+    return launch.serve(cfg, args.address, Security(args.insecure))
+
+
+def _client(args: argparse.Namespace) -> int:
+    from fedge import launch
+
+    if args.data:
+        print(f"fedge: {launch.describe_data(args.data, args.label_column)}", flush=True)
+        node_config = {"data-path": str(Path(args.data).resolve()), "label-column": args.label_column}
+    elif args.dataset and args.partition_id is not None and args.num_partitions:
+        node_config = {"dataset": args.dataset, "partition-id": args.partition_id,
+                       "num-partitions": args.num_partitions}
+    else:
+        raise LaunchError("this client has no data: give --data FILE (CSV or NPZ), or "
+                          "--dataset NAME --partition-id I --num-partitions N for a demo")
+    return launch.join(args.server, node_config, Security(args.insecure))
+
+
+def _run_config(args: argparse.Namespace, base: RunConfig, only_here: set[str]) -> RunConfig:
+    """Overlay the options given on the command line onto `base`."""
+    changes = {}
+    for f in _run_fields(only_here):
+        value = getattr(args, f.name)
+        if value is not None:
+            changes[f.name] = parse_option(f, value)
+    return base.replace(**changes)
+
+
+def _run_fields(only_here: set[str]) -> list[dataclasses.Field]:
+    excluded = (SIMULATION_ONLY | DEPLOYMENT_ONLY) - only_here
+    return [f for f in dataclasses.fields(RunConfig) if f.name not in excluded]
+
+
+def _add_run_options(parser: argparse.ArgumentParser, only_here: set[str], defaults: RunConfig) -> None:
+    group = parser.add_argument_group("run options (also the keys of an experiment TOML file)")
+    for f in _run_fields(only_here):
+        default = getattr(defaults, f.name)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(f"--{option_name(f)}", dest=f.name, metavar="VALUE",
+                           help=f"{f.metadata['help']} (default: {shown!r})")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedge", description="Federated learning of small MLPs on edge "
+                                     "devices, on Flower: simulate, serve, or join as a client.")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    sim = commands.add_parser("simulate", help="run a federated simulation of many virtual clients",
+                              description="Run a simulation on Flower's simulation engine: every virtual "
+                              "client trains on its partition of a built-in data set.")
+    sim.add_argument("experiment", nargs="?", type=Path,
+                     help="experiment TOML file (e.g. simulations/digits-iid.toml); options override it")
+    _add_run_options(sim, SIMULATION_ONLY, RunConfig())
+    sim.set_defaults(command=_simulate, command_name="simulate")
+
+    srv = commands.add_parser("server", help="start a server and run the rounds with connecting devices",
+                              description="Start a Flower SuperLink, wait for devices, run the rounds, "
+                              "write the run folder, stop everything it started.")
+    srv.add_argument("--address", default="127.0.0.1:9092", help="HOST:PORT to listen on (default: %(default)s)")
+    srv.add_argument("--insecure", action="store_true",
+                     help="allow unencrypted HTTP on a non-loopback address")
+    _add_run_options(srv, DEPLOYMENT_ONLY, RunConfig(dataset=""))
+    srv.set_defaults(command=_server, command_name="server")
+
+    cli = commands.add_parser("client", help="join a server as a device with its own data file",
+                              description="Start a Flower SuperNode for this device. Only model weights "
+                              "and scalar metrics leave it.")
+    cli.add_argument("--server", required=True, help="server HOST:PORT")
+    cli.add_argument("--data", help="this device's data: CSV with a header row, or NPZ with x and y")
+    cli.add_argument("--label-column", default="label", help="label column of the CSV (default: %(default)s)")
+    cli.add_argument("--dataset", help="demo: use a partition of a built-in data set instead of --data")
+    cli.add_argument("--partition-id", type=int, help="demo: which partition (0-based)")
+    cli.add_argument("--num-partitions", type=int, help="demo: how many partitions")
+    cli.add_argument("--insecure", action="store_true",
+                     help="allow unencrypted HTTP to a non-loopback server")
+    cli.set_defaults(command=_client, command_name="client")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

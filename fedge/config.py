@@ -1,0 +1,173 @@
+"""Every user-facing option of a federated run, defined once.
+
+One `RunConfig` travels from the CLI (or an experiment TOML file) to the ServerApp
+and every ClientApp as Flower's run config (`context.run_config`).  Flower wants flat
+TOML scalars with kebab-case keys, so tuples travel as comma-separated strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STRATEGIES = ("fedavg",)
+PARTITIONS = ("iid", "dirichlet", "shards")
+OPTIMIZERS = ("sgd", "adam")
+ACTIVATIONS = ("relu", "tanh", "gelu")
+
+
+class ConfigError(ValueError):
+    """A user-facing option has a value fedge cannot run with."""
+
+
+def _opt(default: Any, help_text: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help_text, **extra})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Options of one federated run; defaults give a good digits run in well under a minute."""
+
+    # What to learn from.
+    dataset: str = _opt("digits", "built-in data set for simulation and server-side test "
+                        "(iris, wine, breast-cancer, digits); empty when clients bring files")
+    label_column: str = _opt("label", "name of the label column in CSV files")
+    classes: tuple[str, ...] = _opt((), "class list, comma separated; empty: the union "
+                                    "of the labels the clients report")
+    test_data: str = _opt("", "server-side held-out test file (CSV or NPZ)")
+    # Federation.
+    num_rounds: int = _opt(10, "number of federated rounds", cli="rounds")
+    clients: int = _opt(10, "number of virtual clients (simulation only)")
+    min_clients: int = _opt(2, "clients that must be connected before a round starts")
+    fraction_train: float = _opt(1.0, "fraction of connected clients sampled for training")
+    fraction_evaluate: float = _opt(1.0, "fraction of connected clients sampled for evaluation")
+    strategy: str = _opt("fedavg", "aggregation strategy: " + ", ".join(STRATEGIES))
+    round_timeout: float = _opt(600.0, "seconds a round waits for replies; late clients count as failed")
+    wait_timeout: float = _opt(120.0, "seconds to wait for min-clients to connect before giving up")
+    # Partitioning (simulation only).
+    partition: str = _opt("iid", "how the data set is split across clients: " + ", ".join(PARTITIONS))
+    alpha: float = _opt(0.5, "Dirichlet concentration; smaller is more skewed")
+    shards_per_client: int = _opt(2, "labels-sorted shards each client gets (partition=shards)")
+    # Model.
+    hidden: tuple[int, ...] = _opt((64, 64), "hidden layer sizes, comma separated")
+    activation: str = _opt("relu", "hidden activation: " + ", ".join(ACTIVATIONS))
+    dropout: float = _opt(0.0, "dropout probability after each hidden layer")
+    # Local training.
+    local_epochs: int = _opt(3, "local epochs per round")
+    batch_size: int = _opt(16, "local mini-batch size; 0 means the whole local data set")
+    lr: float = _opt(0.05, "local learning rate")
+    optimizer: str = _opt("sgd", "local optimizer: " + ", ".join(OPTIMIZERS))
+    momentum: float = _opt(0.9, "SGD momentum")
+    seed: int = _opt(0, "seed for model initialisation, partitions and batching")
+    # Output.
+    out: str = _opt("runs", "folder under which the run folder is created")
+    name: str = _opt("", "run folder name; empty: <dataset>-<partition>-<time>")
+
+    def validate(self) -> RunConfig:
+        """Raise ConfigError naming the first bad option; return self when all are sound."""
+        _require(self.num_rounds >= 1, "rounds", self.num_rounds, "a whole number ≥ 1")
+        _require(self.clients >= 1, "clients", self.clients, "a whole number ≥ 1")
+        _require(self.min_clients >= 1, "min-clients", self.min_clients, "a whole number ≥ 1")
+        for key, value in (("fraction-train", self.fraction_train),
+                           ("fraction-evaluate", self.fraction_evaluate)):
+            _require(0.0 < value <= 1.0, key, value, "a number in (0, 1]")
+        _require(self.strategy in STRATEGIES, "strategy", self.strategy, "one of " + ", ".join(STRATEGIES))
+        _require(self.partition in PARTITIONS, "partition", self.partition, "one of " + ", ".join(PARTITIONS))
+        _require(self.alpha > 0 and math.isfinite(self.alpha), "alpha", self.alpha, "a number > 0")
+        _require(self.shards_per_client >= 1, "shards-per-client", self.shards_per_client, "a whole number ≥ 1")
+        _require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "hidden",
+                 ",".join(map(str, self.hidden)), "comma-separated sizes ≥ 1, e.g. 64,64")
+        _require(self.activation in ACTIVATIONS, "activation", self.activation, "one of " + ", ".join(ACTIVATIONS))
+        _require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "a number in [0, 1)")
+        _require(self.local_epochs >= 1, "local-epochs", self.local_epochs, "a whole number ≥ 1")
+        _require(self.batch_size >= 0, "batch-size", self.batch_size, "a whole number ≥ 0")
+        _require(self.lr > 0 and math.isfinite(self.lr), "lr", self.lr, "a number > 0")
+        _require(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, "one of " + ", ".join(OPTIMIZERS))
+        _require(0.0 <= self.momentum < 1.0, "momentum", self.momentum, "a number in [0, 1)")
+        _require(self.round_timeout > 0, "round-timeout", self.round_timeout, "a number of seconds > 0")
+        _require(self.wait_timeout > 0, "wait-timeout", self.wait_timeout, "a number of seconds > 0")
+        _require(len(set(self.classes)) == len(self.classes), "classes", ",".join(self.classes),
+                 "distinct class names")
+        if self.dataset:
+            from fedge.data import BUILTIN_DATASETS  # local: config must not pull in numpy users
+
+            _require(self.dataset in BUILTIN_DATASETS, "dataset", self.dataset,
+                     "one of " + ", ".join(BUILTIN_DATASETS))
+        return self
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+    # --- Flower's run config: flat, kebab-case, TOML scalars -------------------------
+    def to_flower(self) -> dict[str, bool | int | float | str]:
+        return {_flower_key(f.name): _to_scalar(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_flower(cls, run_config: dict[str, Any]) -> RunConfig:
+        """Build from `context.run_config`; unknown keys are ignored, missing ones default."""
+        values = {}
+        for f in dataclasses.fields(cls):
+            key = _flower_key(f.name)
+            if key in run_config:
+                values[f.name] = parse_option(f, run_config[key])
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path: Path) -> RunConfig:
+        """Read an experiment file (same keys as the CLI options) into a RunConfig."""
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"experiment file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from None
+        by_cli = {option_name(f): f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(by_cli))
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; "
+                              f"known keys: {', '.join(sorted(by_cli))}")
+        return cls(**{by_cli[k].name: parse_option(by_cli[k], v) for k, v in data.items()})
+
+
+def option_name(f: dataclasses.Field) -> str:
+    """The CLI / experiment-file name of a RunConfig field (kebab-case)."""
+    return f.metadata.get("cli", _flower_key(f.name))
+
+
+def _flower_key(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"--{key} {value!r} is not valid: expected {expected}")
+
+
+def _to_scalar(value: Any) -> bool | int | float | str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return value
+
+
+def parse_option(f: dataclasses.Field, value: Any) -> Any:
+    """Convert a TOML / CLI scalar to the field's type, with a clear error on mismatch."""
+    kind = type(f.default)
+    try:
+        if kind is tuple:
+            items = value if isinstance(value, list) else [v for v in str(value).split(",") if v.strip()]
+            item_type = int if f.name == "hidden" else str
+            return tuple(item_type(str(v).strip()) for v in items)
+        if kind is bool:
+            return bool(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{option_name(f)} {value!r} is not valid: expected "
+                          f"{'comma-separated values' if kind is tuple else kind.__name__}") from None

@@ -1,0 +1,257 @@
+"""The server side of a run: enrol clients, then train round by round.
+
+Flower's `Strategy.start` runs a fixed loop with no place for enrolment, progress,
+per-round files or honest failure counts, so fedge drives the rounds itself with the
+strategy's own `configure_*` / `aggregate_*` methods (the same calls `start` makes).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from logging import INFO, WARNING
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.common import log
+from flwr.serverapp import Grid
+
+from fedge.config import ConfigError, RunConfig
+from fedge.data import DataError, Table, encode_labels, load_builtin, load_file
+from fedge.model import ModelSpec, TrainedModel, build, save_model
+from fedge.results import COMPLETED, COMPLETED_WITH_FAILURES, FAILED, MODEL_FILE, RunFolder
+from fedge.schema import ClientReport, RunSchema, SchemaError, agree, feature_difference, stats_from_record
+from fedge.strategy import build_strategy
+from fedge.training import evaluate
+
+QUERY_TIMEOUT = 120.0
+
+
+class FederationError(RuntimeError):
+    """The run cannot go on (too few clients, nobody answered, ...)."""
+
+
+def run_dir_for(cfg: RunConfig, run_id: int) -> Path:
+    return Path(cfg.out) / (cfg.name or f"{cfg.dataset or 'run'}-{run_id}")
+
+
+def serve(grid: Grid, cfg: RunConfig, run_dir: Path) -> None:
+    """Run the whole federation; whatever happens, leave an honest status.json behind."""
+    folder = RunFolder(run_dir)
+    folder.write_config(cfg.to_flower())
+    try:
+        _Federation(grid, cfg.validate(), folder).run()
+    except (ConfigError, DataError, SchemaError, FederationError) as err:
+        folder.progress(f"run failed: {err}")
+        folder.write_status(FAILED, message=str(err))
+    except Exception as err:
+        folder.progress(f"run failed: {type(err).__name__}: {err}")
+        folder.write_status(FAILED, message=f"{type(err).__name__}: {err}",
+                            traceback=traceback.format_exc())
+        raise
+
+
+@dataclass
+class _Enrolment:
+    """Which nodes answered the schema query and fit the run; new nodes are asked as they appear."""
+
+    schema: RunSchema | None = None
+    accepted: set[int] = field(default_factory=set)
+    refused: dict[int, str] = field(default_factory=dict)
+
+
+class _AcceptedGrid:
+    """The grid as the strategy should see it: only nodes whose data fit the run."""
+
+    def __init__(self, grid: Grid, enrolment: _Enrolment) -> None:
+        self._grid, self._enrolment = grid, enrolment
+
+    def get_node_ids(self) -> list[int]:
+        return [n for n in self._grid.get_node_ids() if n in self._enrolment.accepted]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
+
+
+class _Federation:
+    def __init__(self, grid: Grid, cfg: RunConfig, folder: RunFolder) -> None:
+        self.grid, self.cfg, self.folder = grid, cfg, folder
+        self.enrolment = _Enrolment()
+        self.accepted_grid = _AcceptedGrid(grid, self.enrolment)
+        self.test = _server_test_table(cfg)
+        self.started = time.monotonic()
+
+    # --- enrolment -------------------------------------------------------------------
+    def wait_for_clients(self) -> None:
+        """Wait (bounded) until min-clients accepted nodes are connected, enrolling new ones."""
+        deadline = time.monotonic() + self.cfg.wait_timeout
+        while True:
+            self.enrol_new_nodes()
+            connected = len(self.accepted_grid.get_node_ids())
+            if connected >= self.cfg.min_clients:
+                return
+            if time.monotonic() > deadline:
+                raise FederationError(
+                    f"only {connected} usable client(s) connected within --wait-timeout "
+                    f"{self.cfg.wait_timeout:g}s; --min-clients is {self.cfg.min_clients}. Start more "
+                    "clients, or lower --min-clients")
+            time.sleep(1.0)
+
+    def enrol_new_nodes(self) -> None:
+        known = self.enrolment.accepted | set(self.enrolment.refused)
+        new = [n for n in self.grid.get_node_ids() if n not in known]
+        if not new:
+            return
+        reports, failures = self._query(new)
+        for node, reason in failures.items():
+            self._say(f"node {node} did not answer the schema query: {reason}", WARNING)
+        if self.enrolment.schema is None:
+            schema = agree(reports, self.cfg.classes, self.test.feature_names if self.test else ())
+            self.enrolment.schema = schema
+            self._say(f"{len(schema.accepted)} client(s) enrolled: {len(schema.feature_names)} features, "
+                      f"classes {', '.join(schema.classes)}")
+            newly_refused = schema.refused
+            self.enrolment.accepted.update(schema.accepted)
+        else:
+            newly_refused = {}
+            for report in reports:
+                reason = self._misfit(report)
+                if reason:
+                    newly_refused[report.node_id] = reason
+                else:
+                    self.enrolment.accepted.add(report.node_id)
+                    self._say(f"node {report.node_id} joined")
+        for node, reason in newly_refused.items():
+            self._say(f"node {node} refused: {reason}", WARNING)
+        self.enrolment.refused.update(newly_refused)
+
+    def _misfit(self, report: ClientReport) -> str:
+        schema = self.enrolment.schema
+        unknown = sorted(report.labels - set(schema.classes))
+        return feature_difference(schema.feature_names, report.feature_names) or (
+            f"labels {', '.join(unknown)} are not among the run's classes" if unknown else "")
+
+    def _query(self, nodes: Iterable[int]) -> tuple[list[ClientReport], dict[int, str]]:
+        messages = [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in nodes]
+        replies = list(self.grid.send_and_receive(messages, timeout=QUERY_TIMEOUT))
+        reports, failures = [], {}
+        for reply in replies:
+            node = reply.metadata.src_node_id
+            if reply.has_error():
+                failures[node] = reply.error.reason
+                continue
+            schema, stats = reply.content["schema"], reply.content["stats"]
+            reports.append(ClientReport(node, tuple(schema["feature-names"]), frozenset(schema["labels"]),
+                                        stats_from_record(stats["num-examples"], stats["sums"],
+                                                          stats["squares"])))
+        answered = {r.metadata.src_node_id for r in replies}
+        failures.update({m.metadata.dst_node_id: "no reply in time" for m in messages
+                         if m.metadata.dst_node_id not in answered})
+        return reports, failures
+
+    # --- rounds ----------------------------------------------------------------------
+    def run(self) -> None:
+        self.wait_for_clients()
+        schema = self.enrolment.schema
+        spec = ModelSpec(len(schema.feature_names), self.cfg.hidden, len(schema.classes),
+                         self.cfg.activation, self.cfg.dropout)
+        arrays = ArrayRecord(build(spec, self.cfg.seed).state_dict())
+        strategy = build_strategy(self.cfg)
+        config = {"scaler-mean": schema.scaler.mean.tolist(), "scaler-std": schema.scaler.std.tolist(),
+                  "classes": list(schema.classes)}
+        test_xy = self._test_arrays(schema)
+        rows: list[dict[str, Any]] = []
+        total_failures = 0
+        for rnd in range(1, self.cfg.num_rounds + 1):
+            round_start = time.monotonic()
+            self.wait_for_clients()
+            sent, replies = self._exchange(strategy.configure_train(rnd, arrays, ConfigRecord(config),
+                                                                    self.accepted_grid))
+            new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
+            if new_arrays is not None:
+                arrays = new_arrays
+            eval_sent, eval_replies = self._exchange(
+                strategy.configure_evaluate(rnd, arrays, ConfigRecord(config), self.accepted_grid))
+            eval_metrics = strategy.aggregate_evaluate(rnd, eval_replies)
+            row = {"round": rnd,
+                   "train-clients": _ok(replies), "train-failures": sent - _ok(replies),
+                   "eval-clients": _ok(eval_replies), "eval-failures": eval_sent - _ok(eval_replies)}
+            row.update({k: v for k, v in dict(train_metrics or {}).items() if k != "num-examples"})
+            row.update({f"client-{k}": v for k, v in dict(eval_metrics or {}).items() if k != "num-examples"})
+            if test_xy:
+                loss, accuracy = evaluate(_network(spec, arrays), *test_xy)
+                row.update({"test-loss": loss, "test-accuracy": accuracy})
+            row["seconds"] = round(time.monotonic() - round_start, 3)
+            total_failures += row["train-failures"] + row["eval-failures"]
+            rows.append(row)
+            self.folder.write_metrics(rows)
+            self._say(_progress_line(row, self.cfg.num_rounds, time.monotonic() - self.started))
+        model = TrainedModel(spec, arrays.to_torch_state_dict(), schema.scaler, schema.classes,
+                             schema.feature_names)
+        save_model(self.folder.file(MODEL_FILE), model)
+        final = {k: v for k, v in rows[-1].items() if k.endswith("accuracy") or k.endswith("loss")}
+        status = COMPLETED_WITH_FAILURES if total_failures else COMPLETED
+        self.folder.write_status(status, rounds=len(rows), failures=total_failures, final=final,
+                                 seconds=round(time.monotonic() - self.started, 2))
+        self._say(f"run {status}: {len(rows)} rounds, {total_failures} failed client replies; "
+                  f"model in {self.folder.file(MODEL_FILE)}")
+
+    def _exchange(self, messages: Iterable[Message]) -> tuple[int, list[Message]]:
+        messages = list(messages)
+        if not messages:
+            return 0, []
+        replies = list(self.grid.send_and_receive(messages, timeout=self.cfg.round_timeout))
+        answered = {r.metadata.src_node_id for r in replies}
+        late = [m.metadata.dst_node_id for m in messages if m.metadata.dst_node_id not in answered]
+        if late:
+            self._say(f"no reply within --round-timeout {self.cfg.round_timeout:g}s from node(s) "
+                      f"{', '.join(map(str, late))}", WARNING)
+        for reply in replies:
+            if reply.has_error():
+                self._say(f"node {reply.metadata.src_node_id} failed: {reply.error.reason}", WARNING)
+        return len(messages), replies
+
+    def _test_arrays(self, schema: RunSchema) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.test is None:
+            return None
+        x = schema.scaler.transform(self.test.features)
+        return x, encode_labels(self.test.labels, schema.classes, self.cfg.test_data or f"{self.cfg.dataset} test set")
+
+    def _say(self, line: str, level: int = INFO) -> None:
+        log(level, "fedge: %s", line)
+        self.folder.progress(line)
+
+
+def _server_test_table(cfg: RunConfig) -> Table | None:
+    if cfg.test_data:
+        return load_file(cfg.test_data, cfg.label_column)
+    if cfg.dataset:
+        return load_builtin(cfg.dataset)[1]
+    return None
+
+
+def _network(spec: ModelSpec, arrays: ArrayRecord):
+    net = build(spec)
+    net.load_state_dict(arrays.to_torch_state_dict())
+    return net
+
+
+def _ok(replies: list[Message]) -> int:
+    return sum(not r.has_error() for r in replies)
+
+
+def _progress_line(row: dict[str, Any], num_rounds: int, elapsed: float) -> str:
+    parts = [f"round {row['round']}/{num_rounds}",
+             f"clients {row['train-clients']} ok {row['train-failures']} failed"]
+    if "train-loss" in row:
+        parts.append(f"train-loss {row['train-loss']:.4f}")
+    if "client-accuracy" in row:
+        parts.append(f"client-accuracy {row['client-accuracy']:.4f}")
+    if "test-accuracy" in row:
+        parts.append(f"test-accuracy {row['test-accuracy']:.4f}")
+    parts.append(f"elapsed {elapsed:.1f}s")
+    return "  ".join(parts)

@@ -1,0 +1,149 @@
+"""Start, watch and stop Flower's processes; whatever fedge starts, fedge stops.
+
+Flower's processes start more processes (flwr-serverapp, flwr-clientapp, Ray's
+raylet, GCS and workers), some in sessions of their own that outlive their parent.
+Every process fedge starts carries a run token in its environment, which its
+descendants inherit; stopping sends SIGTERM to each process group, then SIGKILL to
+every process on the machine that still carries the token.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+TOKEN_VAR = "FEDGE_RUN_TOKEN"
+
+
+def flower_env(flwr_home: Path) -> dict[str, str]:
+    """Environment for Flower's processes: quiet, local, no installs at run time."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["FLWR_HOME"] = str(flwr_home)
+    env.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # off unless the user turned it on
+    env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
+    env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
+    env["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "0"  # silences a Ray FutureWarning
+    env["PYTHONWARNINGS"] = "ignore::DeprecationWarning,ignore::FutureWarning"
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """'HOST:PORT' -> (host, port), with a clear error for anything else."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"address {address!r} is not HOST:PORT (e.g. 127.0.0.1:9092)")
+    return host.strip("[]"), int(port)
+
+
+class ProcessSet:
+    """The processes of one fedge command; a context manager that always stops them."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.token = uuid.uuid4().hex
+        self.ray_tmp = Path(tempfile.mkdtemp(prefix="fedge-ray-"))  # short: Ray socket paths
+        self.env = {**env, TOKEN_VAR: self.token, "RAY_TMPDIR": str(self.ray_tmp)}
+        self.log_dir = log_dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, args: list[str], log_name: str) -> subprocess.Popen:
+        log = (self.log_dir / log_name).open("ab")
+        process = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def stop(self, grace: float = 10.0) -> None:
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                _signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait()
+        for pid in pids_with_token(self.token):
+            _kill(pid)
+        shutil.rmtree(self.ray_tmp, ignore_errors=True)
+
+    def __enter__(self) -> ProcessSet:
+        return self
+
+    def __exit__(self, kind: type | None, err: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def pids_with_token(token: str) -> list[int]:
+    """PIDs of live processes whose environment carries this run token (Linux /proc)."""
+    needle = f"{TOKEN_VAR}={token}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_healthy(host: str, port: int, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    """Wait until a SuperLink answers on /health; fail early if it exits."""
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"flower-superlink exited with code {process.returncode}; "
+                               f"last lines of {log}:\n{tail(log)}")
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"flower-superlink did not become ready within {timeout:g}s; see {log}")
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,1 @@
+"""The Flower ServerApp: what coordinates the rounds."""

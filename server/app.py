@@ -1,0 +1,15 @@
+"""Flower ServerApp: hands the grid and run config to `fedge.federation`."""
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fedge.config import RunConfig
+from fedge.federation import run_dir_for, serve
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    cfg = RunConfig.from_flower(context.run_config)
+    serve(grid, cfg, run_dir_for(cfg, context.run_id))
