@@ -140,6 +140,7 @@ class _Federation:
         replies = list(self.grid.send_and_receive(messages, timeout=QUERY_TIMEOUT))
         reports, failures = [], {}
         for reply in replies:
+            self.folder.record_reply(describe_reply(reply))
             node = reply.metadata.src_node_id
             if reply.has_error():
                 failures[node] = reply.error.reason
@@ -211,6 +212,7 @@ class _Federation:
             self._say(f"no reply within --round-timeout {self.cfg.round_timeout:g}s from node(s) "
                       f"{', '.join(map(str, late))}", WARNING)
         for reply in replies:
+            self.folder.record_reply(describe_reply(reply))
             if reply.has_error():
                 self._say(f"node {reply.metadata.src_node_id} failed: {reply.error.reason}", WARNING)
         return len(messages), replies
@@ -224,6 +226,20 @@ class _Federation:
     def _say(self, line: str, level: int = INFO) -> None:
         log(level, "fedge: %s", line)
         self.folder.progress(line)
+
+
+def describe_reply(reply: Message) -> dict[str, Any]:
+    """What a client sent, without the values: the audit trail in replies.jsonl."""
+    entry: dict[str, Any] = {"type": reply.metadata.message_type, "node": reply.metadata.src_node_id}
+    if reply.has_error():
+        return {**entry, "error": reply.error.reason}
+    for key, record in reply.content.items():
+        if isinstance(record, ArrayRecord):
+            entry[key] = {name: {"shape": list(array.shape), "dtype": array.dtype}
+                          for name, array in record.items()}
+        else:
+            entry[key] = {name: type(value).__name__ for name, value in record.items()}
+    return entry
 
 
 def _server_test_table(cfg: RunConfig) -> Table | None:

@@ -19,6 +19,7 @@ METRICS_CSV = "metrics.csv"
 PROGRESS_FILE = "progress.log"
 STATUS_FILE = "status.json"
 MODEL_FILE = "model.pt"
+REPLIES_FILE = "replies.jsonl"
 
 COMPLETED = "completed"
 COMPLETED_WITH_FAILURES = "completed-with-failures"
@@ -60,6 +61,11 @@ class RunFolder:
         """Append one human-readable line; the CLI tails this file to show progress."""
         with self.file(PROGRESS_FILE).open("a") as handle:
             handle.write(line + "\n")
+
+    def record_reply(self, entry: dict[str, Any]) -> None:
+        """Append what one client reply held (names, shapes, types; never values)."""
+        with self.file(REPLIES_FILE).open("a") as handle:
+            handle.write(json.dumps(entry) + "\n")
 
     def write_status(self, status: str, **details: Any) -> None:
         write_atomic(self.file(STATUS_FILE), json.dumps({"status": status, **details}, indent=2) + "\n")
