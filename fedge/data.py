@@ -174,7 +174,7 @@ def encode_labels(labels: np.ndarray, classes: Sequence[str], where: str) -> np.
     unknown = [i for i, label in enumerate(labels) if label not in index]
     if unknown:
         row = unknown[0]
-        raise DataError(f"{where}, data row {row + 1}: label {labels[row]!r} is not one of the "
+        raise DataError(f"{where}, data row {row + 1}: label {str(labels[row])!r} is not one of the "
                         f"run's classes ({', '.join(classes)})")
     return np.fromiter((index[label] for label in labels), dtype=np.int64, count=len(labels))
 

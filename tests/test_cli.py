@@ -1,0 +1,58 @@
+"""Bad input to the `fedge` command: one clear line, no traceback, non-zero exit, nothing started."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.processes import Tagged
+
+
+@pytest.fixture
+def fedge():
+    tagged = Tagged()
+    yield tagged
+    tagged.stop_all()
+    assert tagged.leftovers() == []
+
+
+def _fails(result, message: str) -> None:
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [message]
+
+
+def test_client_without_data_stops_with_one_clear_error(fedge):
+    result = fedge.run(["client", "--server", "127.0.0.1:9"], timeout=60)
+    _fails(result, "fedge client: error: this client has no data: give --data FILE (CSV or NPZ), or "
+                   "--dataset NAME --partition-id I --num-partitions N for a demo")
+
+
+def test_client_with_a_missing_file_stops_with_one_clear_error(fedge, tmp_path: Path):
+    result = fedge.run(["client", "--server", "127.0.0.1:9", "--data", str(tmp_path / "none.csv")], timeout=60)
+    _fails(result, f"fedge client: error: {tmp_path / 'none.csv'}: file does not exist")
+
+
+def test_client_with_a_bad_cell_names_line_and_column(fedge, tmp_path: Path):
+    (tmp_path / "d.csv").write_text("a,b,label\n1,2,x\n3,oops,y\n")
+    result = fedge.run(["client", "--server", "127.0.0.1:9", "--data", str(tmp_path / "d.csv")], timeout=60)
+    _fails(result, f"fedge client: error: {tmp_path / 'd.csv'}, line 3, column 2 ('b'): 'oops' is not a number")
+    assert (tmp_path / "d.csv").read_text() == "a,b,label\n1,2,x\n3,oops,y\n"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["simulate", "--rounds", "-1"], "fedge simulate: error: --rounds -1 is not valid: expected a whole number ≥ 1"),
+    (["simulate", "--fraction-train", "1.5"],
+     "fedge simulate: error: --fraction-train 1.5 is not valid: expected a number in (0, 1]"),
+    (["simulate", "--dataset", "imagenet"], "fedge simulate: error: --dataset 'imagenet' is not valid: expected "
+                                            "one of iris, wine, breast-cancer, digits"),
+    (["simulate", "--rounds", "two"], "fedge simulate: error: --rounds 'two' is not valid: expected int"),
+    (["server", "--address", "localhost"],
+     "fedge server: error: address 'localhost' is not HOST:PORT (e.g. 127.0.0.1:9092)"),
+    (["server", "--address", "10.1.2.3:9092"],
+     "fedge server: error: 10.1.2.3 is not a loopback address: an unencrypted connection would expose model "
+     "updates on the network. Pass --insecure to accept that explicitly."),
+])
+def test_bad_options_are_refused_before_anything_starts(fedge, tmp_path: Path, args, message):
+    result = fedge.run([*args, "--out", str(tmp_path)], timeout=60)
+    _fails(result, message)
+    assert list(tmp_path.iterdir()) == []

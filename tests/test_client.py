@@ -1,0 +1,76 @@
+"""What a device sends: only schema, additive statistics, model-shaped arrays and scalars."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+
+from fedge import client
+from fedge.config import RunConfig
+from fedge.data import DataError, FeatureStats, Scaler, load_file
+from fedge.model import ModelSpec, build
+
+CFG = RunConfig(hidden=(16,), local_epochs=1)
+
+
+def _round_content(table, classes, seed=0) -> RecordDict:
+    scaler = Scaler.from_stats(FeatureStats.of(table.features))
+    net = build(ModelSpec(table.features.shape[1], CFG.hidden, len(classes)), seed)
+    return RecordDict({"arrays": ArrayRecord(net.state_dict()),
+                       "config": ConfigRecord({"scaler-mean": scaler.mean.tolist(), "scaler-std": scaler.std.tolist(),
+                                               "classes": list(classes), "server-round": 1})})
+
+
+def test_data_source_comes_from_the_node_config(digits_csv: Path):
+    assert client.data_source({"data-path": str(digits_csv)}, CFG).path == str(digits_csv)
+    source = client.data_source({"partition-id": 2, "num-partitions": 5}, CFG)
+    assert (source.dataset, source.partition_id, source.num_partitions) == ("digits", 2, 5)
+    with pytest.raises(DataError, match="this client has no data: give it a file"):
+        client.data_source({}, CFG.replace(dataset=""))
+
+
+def test_query_reply_holds_schema_and_sums_not_rows(digits_csv: Path):
+    source = client.data_source({"data-path": str(digits_csv)}, CFG)
+    reply = client.query_reply(source)
+    assert set(reply) == {"schema", "stats"}
+    table = load_file(digits_csv)
+    assert reply["schema"]["feature-names"] == list(table.feature_names)
+    assert reply["schema"]["labels"] == sorted(set(table.labels.tolist()))
+    stats = reply["stats"]
+    assert stats["num-examples"] == 60
+    np.testing.assert_allclose(stats["sums"], table.features.astype(np.float64).sum(axis=0))
+    assert len(stats["sums"]) == len(stats["squares"]) == 64
+
+
+def test_train_reply_holds_only_model_shaped_arrays_and_scalars(digits_csv: Path):
+    source = client.data_source({"data-path": str(digits_csv)}, CFG)
+    classes = tuple(str(i) for i in range(10))
+    content = _round_content(load_file(digits_csv), classes)
+    reply = client.train_reply(content, source, CFG)
+    assert set(reply) == {"arrays", "metrics"}
+    sent = {k: tuple(v.shape) for k, v in content["arrays"].items()}
+    got = {k: tuple(v.shape) for k, v in reply["arrays"].items()}
+    assert got == sent == {"0.weight": (16, 64), "0.bias": (16,), "2.weight": (10, 16), "2.bias": (10,)}
+    assert isinstance(reply["metrics"], MetricRecord)
+    assert reply["metrics"]["num-examples"] == 54  # 60 rows less the 10% held out for validation
+    assert all(isinstance(v, (int, float)) for v in reply["metrics"].values())
+    changed = [not torch.equal(a, b) for a, b in zip(content["arrays"].to_torch_state_dict().values(),
+                                                      reply["arrays"].to_torch_state_dict().values())]
+    assert all(changed)
+
+
+def test_evaluate_reply_reports_loss_and_accuracy_on_held_out_rows(digits_csv: Path):
+    source = client.data_source({"data-path": str(digits_csv)}, CFG)
+    content = _round_content(load_file(digits_csv), tuple(str(i) for i in range(10)))
+    metrics = client.evaluate_reply(content, source, CFG)["metrics"]
+    assert metrics["num-examples"] == 6
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["loss"] > 0
+
+
+def test_labels_outside_the_run_classes_are_refused_with_file_and_row(digits_csv: Path):
+    source = client.data_source({"data-path": str(digits_csv)}, CFG)
+    content = _round_content(load_file(digits_csv), ("0", "1"))
+    with pytest.raises(DataError, match=r"device.csv, data row \d+: label '\d' is not one of the run's classes \(0, 1\)"):
+        client.train_reply(content, source, CFG)

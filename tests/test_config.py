@@ -1,0 +1,61 @@
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from fedge.config import ConfigError, RunConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_pyproject_run_config_matches_the_defaults_in_code():
+    app_config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
+    assert app_config == RunConfig().to_flower()
+
+
+def test_flower_round_trip_keeps_every_value():
+    cfg = RunConfig(hidden=(200, 200), classes=("a", "b"), lr=0.3, num_rounds=7, name="x")
+    assert RunConfig.from_flower(cfg.to_flower()) == cfg
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"num_rounds": -1}, "--rounds -1 is not valid: expected a whole number ≥ 1"),
+    ({"fraction_train": 0.0}, "--fraction-train 0.0 is not valid: expected a number in (0, 1]"),
+    ({"fraction_evaluate": 1.5}, "--fraction-evaluate 1.5 is not valid: expected a number in (0, 1]"),
+    ({"dataset": "imagenet"}, "--dataset 'imagenet' is not valid: expected one of iris, wine, breast-cancer, digits"),
+    ({"strategy": "fedfoo"}, "--strategy 'fedfoo' is not valid: expected one of fedavg"),
+    ({"partition": "random"}, "--partition 'random' is not valid: expected one of iid, dirichlet, shards"),
+    ({"hidden": (64, 0)}, "--hidden '64,0' is not valid: expected comma-separated sizes ≥ 1, e.g. 64,64"),
+    ({"alpha": 0.0}, "--alpha 0.0 is not valid: expected a number > 0"),
+])
+def test_bad_options_are_refused_with_the_option_name(changes, message):
+    with pytest.raises(ConfigError) as err:
+        RunConfig(**changes).validate()
+    assert str(err.value) == message
+
+
+def test_experiment_file_keys_are_the_cli_option_names(tmp_path: Path):
+    path = tmp_path / "exp.toml"
+    path.write_text('dataset = "iris"\nrounds = 4\nhidden = "8,8"\npartition = "dirichlet"\n')
+    cfg = RunConfig.from_toml(path)
+    assert (cfg.dataset, cfg.num_rounds, cfg.hidden, cfg.partition) == ("iris", 4, (8, 8), "dirichlet")
+
+
+def test_experiment_file_errors_name_the_file_and_key(tmp_path: Path):
+    path = tmp_path / "exp.toml"
+    path.write_text("roundz = 3\n")
+    with pytest.raises(ConfigError, match=r"exp.toml: unknown key\(s\) roundz; known keys: "):
+        RunConfig.from_toml(path)
+    path.write_text("rounds = 'many'\n")
+    with pytest.raises(ConfigError, match=r"--rounds 'many' is not valid: expected int"):
+        RunConfig.from_toml(path)
+    path.write_text("rounds = \n")
+    with pytest.raises(ConfigError, match="exp.toml: not valid TOML"):
+        RunConfig.from_toml(path)
+
+
+def test_every_shipped_experiment_file_is_valid():
+    files = sorted((ROOT / "simulations").glob("*.toml"))
+    assert files
+    for path in files:
+        RunConfig.from_toml(path).validate()
