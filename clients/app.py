@@ -6,10 +6,11 @@ from flwr.clientapp import ClientApp
 
 from fedge import client
 from fedge.config import RunConfig
+from fedge.privacy import RunConfigDpMod
 
 torch.set_num_threads(1)  # one core per client: simulation runs one client per core
 
-app = ClientApp()
+app = ClientApp(mods=[RunConfigDpMod()])
 
 
 def _source(context: Context) -> client.DataSource:

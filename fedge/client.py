@@ -20,6 +20,7 @@ from fedge.config import RunConfig
 from fedge.data import DataError, FeatureStats, Scaler, Table, encode_labels, load_builtin, load_file
 from fedge.model import ModelSpec, build
 from fedge.partition import partition_rows
+from fedge.privacy import UNIFORM_WEIGHT
 from fedge.training import TrainSettings, evaluate, fit
 
 VALIDATION_FRACTION = 0.1
@@ -118,10 +119,13 @@ def train_reply(content: RecordDict, source: DataSource, cfg: RunConfig) -> Reco
     model = _model(content["arrays"], setup, cfg)
     settings = TrainSettings(epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                              optimizer=cfg.optimizer, momentum=cfg.momentum,
-                             seed=cfg.seed * 100_003 + setup.server_round * 1009 + source.partition_id)
+                             seed=cfg.seed * 100_003 + setup.server_round * 1009 + source.partition_id,
+                             proximal_mu=float(content["config"].get("proximal-mu", 0.0)))  # set by FedProx
     loss = fit(model, x, y, settings)
-    return RecordDict({"arrays": ArrayRecord(model.state_dict()),
-                       "metrics": MetricRecord({"num-examples": len(y), "train-loss": loss})})
+    metrics = {"num-examples": len(y), "train-loss": loss}
+    if cfg.dp != "none":  # DP noise is calibrated to an unweighted mean
+        metrics[UNIFORM_WEIGHT] = 1
+    return RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
 
 
 def evaluate_reply(content: RecordDict, source: DataSource, cfg: RunConfig) -> RecordDict:

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STRATEGIES = ("fedavg",)
+STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "fedmedian",
+              "fedtrimmedavg", "krum", "multikrum", "bulyan")
+DP_MODES = ("none", "server", "client", "local")
+DP_STRATEGIES = ("fedavg", "fedprox")  # strategies whose aggregate is a plain average
 PARTITIONS = ("iid", "dirichlet", "shards")
 OPTIMIZERS = ("sgd", "adam")
 ACTIVATIONS = ("relu", "tanh", "gelu")
@@ -46,6 +49,25 @@ class RunConfig:
     fraction_train: float = _opt(1.0, "fraction of connected clients sampled for training")
     fraction_evaluate: float = _opt(1.0, "fraction of connected clients sampled for evaluation")
     strategy: str = _opt("fedavg", "aggregation strategy: " + ", ".join(STRATEGIES))
+    # Strategy parameters (each used only by the strategies named in its help).
+    proximal_mu: float = _opt(0.01, "fedprox: weight of the proximal term clients add to their loss")
+    server_lr: float = _opt(0.0, "fedavgm: server learning rate; fedadam/fedyogi/fedadagrad: eta. "
+                            "0: Flower's default (fedavgm 1.0, fedadam/fedadagrad 0.1, fedyogi 0.01)")
+    server_momentum: float = _opt(0.9, "fedavgm: server momentum")
+    beta_1: float = _opt(0.9, "fedadam/fedyogi: first-moment decay")
+    beta_2: float = _opt(0.99, "fedadam/fedyogi: second-moment decay")
+    tau: float = _opt(1e-3, "fedadam/fedyogi/fedadagrad: adaptivity (added to the root of the second moment)")
+    trim_beta: float = _opt(0.2, "fedtrimmedavg: fraction cut from each end before averaging")
+    malicious_clients: int = _opt(0, "krum/multikrum/bulyan: number of malicious clients to tolerate")
+    krum_select: int = _opt(2, "multikrum: number of clients whose updates are averaged")
+    # Privacy and secure aggregation.
+    dp: str = _opt("none", "differential privacy: none; server (server clips and adds noise); client "
+                   "(clients clip, server adds noise); local (each client clips and adds noise)")
+    clip_norm: float = _opt(1.0, "DP: L2 bound on each client's model update")
+    noise_multiplier: float = _opt(1.0, "DP: Gaussian noise std as a multiple of clip-norm "
+                                   "(server/client: for the sum of updates; local: per client)")
+    dp_delta: float = _opt(1e-5, "DP: delta at which epsilon is reported")
+    secagg: bool = _opt(False, "secure aggregation (Flower's SecAgg+): the server learns only the sum")
     round_timeout: float = _opt(600.0, "seconds a round waits for replies; late clients count as failed")
     wait_timeout: float = _opt(120.0, "seconds to wait for min-clients to connect before giving up")
     # Partitioning (simulation only).
@@ -76,6 +98,27 @@ class RunConfig:
                            ("fraction-evaluate", self.fraction_evaluate)):
             _require(0.0 < value <= 1.0, key, value, "a number in (0, 1]")
         _require(self.strategy in STRATEGIES, "strategy", self.strategy, "one of " + ", ".join(STRATEGIES))
+        for key, value in (("proximal-mu", self.proximal_mu), ("server-lr", self.server_lr),
+                           ("tau", self.tau), ("malicious-clients", self.malicious_clients)):
+            _require(value >= 0 and math.isfinite(value), key, value, "a number ≥ 0")
+        for key, value in (("server-momentum", self.server_momentum), ("beta-1", self.beta_1),
+                           ("beta-2", self.beta_2)):
+            _require(0.0 <= value < 1.0, key, value, "a number in [0, 1)")
+        _require(0.0 <= self.trim_beta < 0.5, "trim-beta", self.trim_beta, "a number in [0, 0.5)")
+        _require(self.krum_select >= 1, "krum-select", self.krum_select, "a whole number ≥ 1")
+        _require(self.dp in DP_MODES, "dp", self.dp, "one of " + ", ".join(DP_MODES))
+        _require(self.clip_norm > 0 and math.isfinite(self.clip_norm), "clip-norm", self.clip_norm,
+                 "a number > 0")
+        _require(self.noise_multiplier >= 0 and math.isfinite(self.noise_multiplier), "noise-multiplier",
+                 self.noise_multiplier, "a number ≥ 0")
+        _require(0.0 < self.dp_delta < 1.0, "dp-delta", self.dp_delta, "a number in (0, 1)")
+        if self.dp != "none" and self.strategy not in DP_STRATEGIES:
+            raise ConfigError(f"--dp {self.dp} works with --strategy {' or '.join(DP_STRATEGIES)} only: "
+                              f"the noise is calibrated to a plain average, which {self.strategy} "
+                              "does not compute")
+        if self.dp == "local" and self.noise_multiplier == 0:
+            raise ConfigError("--dp local needs --noise-multiplier > 0: Flower's LocalDpMod "
+                              "cannot add zero noise")
         _require(self.partition in PARTITIONS, "partition", self.partition, "one of " + ", ".join(PARTITIONS))
         _require(self.alpha > 0 and math.isfinite(self.alpha), "alpha", self.alpha, "a number > 0")
         _require(self.shards_per_client >= 1, "shards-per-client", self.shards_per_client, "a whole number ≥ 1")
@@ -153,6 +196,9 @@ def _to_scalar(value: Any) -> bool | int | float | str:
     return value
 
 
+_KIND_NAMES = {tuple: "comma-separated values", bool: "true or false"}
+
+
 def parse_option(f: dataclasses.Field, value: Any) -> Any:
     """Convert a TOML / CLI scalar to the field's type, with a clear error on mismatch."""
     kind = type(f.default)
@@ -162,12 +208,14 @@ def parse_option(f: dataclasses.Field, value: Any) -> Any:
             item_type = int if f.name == "hidden" else str
             return tuple(item_type(str(v).strip()) for v in items)
         if kind is bool:
+            if isinstance(value, str):
+                return {"true": True, "false": False}[value.strip().lower()]
             return bool(value)
         if kind is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(value)
         return kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, KeyError):
         raise ConfigError(f"--{option_name(f)} {value!r} is not valid: expected "
-                          f"{'comma-separated values' if kind is tuple else kind.__name__}") from None
+                          f"{_KIND_NAMES.get(kind, kind.__name__)}") from None

@@ -26,7 +26,8 @@ from fedge.model import ModelSpec, TrainedModel, build, save_model
 from fedge.results import COMPLETED, COMPLETED_WITH_FAILURES, FAILED, MODEL_FILE, RunFolder
 from fedge.schema import ClientReport, RunSchema, SchemaError, agree, feature_difference, stats_from_record
 from fedge.strategy import build_strategy
-from fedge.training import evaluate
+from fedge.metrics import held_out_metrics
+from fedge.privacy import UNIFORM_WEIGHT, epsilon
 
 QUERY_TIMEOUT = 120.0
 
@@ -181,11 +182,13 @@ class _Federation:
             row = {"round": rnd,
                    "train-clients": _ok(replies), "train-failures": sent - _ok(replies),
                    "eval-clients": _ok(eval_replies), "eval-failures": eval_sent - _ok(eval_replies)}
-            row.update({k: v for k, v in dict(train_metrics or {}).items() if k != "num-examples"})
+            row.update({k: v for k, v in dict(train_metrics or {}).items()
+                        if k not in ("num-examples", UNIFORM_WEIGHT)})
             row.update({f"client-{k}": v for k, v in dict(eval_metrics or {}).items() if k != "num-examples"})
             if test_xy:
-                loss, accuracy = evaluate(_network(spec, arrays), *test_xy)
-                row.update({"test-loss": loss, "test-accuracy": accuracy})
+                row.update(held_out_metrics(_network(spec, arrays), *test_xy))
+            if self.cfg.dp != "none":
+                row["epsilon"] = epsilon(self.cfg, rnd)
             row["seconds"] = round(time.monotonic() - round_start, 3)
             total_failures += row["train-failures"] + row["eval-failures"]
             rows.append(row)
@@ -269,5 +272,7 @@ def _progress_line(row: dict[str, Any], num_rounds: int, elapsed: float) -> str:
         parts.append(f"client-accuracy {row['client-accuracy']:.4f}")
     if "test-accuracy" in row:
         parts.append(f"test-accuracy {row['test-accuracy']:.4f}")
+    if "epsilon" in row:
+        parts.append(f"epsilon {row['epsilon']:.3f}")
     parts.append(f"elapsed {elapsed:.1f}s")
     return "  ".join(parts)

@@ -23,7 +23,15 @@ def test_flower_round_trip_keeps_every_value():
     ({"fraction_train": 0.0}, "--fraction-train 0.0 is not valid: expected a number in (0, 1]"),
     ({"fraction_evaluate": 1.5}, "--fraction-evaluate 1.5 is not valid: expected a number in (0, 1]"),
     ({"dataset": "imagenet"}, "--dataset 'imagenet' is not valid: expected one of iris, wine, breast-cancer, digits"),
-    ({"strategy": "fedfoo"}, "--strategy 'fedfoo' is not valid: expected one of fedavg"),
+    ({"strategy": "fedfoo"}, "--strategy 'fedfoo' is not valid: expected one of fedavg, fedprox, "
+     "fedavgm, fedadam, fedyogi, fedadagrad, fedmedian, fedtrimmedavg, krum, multikrum, bulyan"),
+    ({"dp": "laplace"}, "--dp 'laplace' is not valid: expected one of none, server, client, local"),
+    ({"dp": "server", "strategy": "krum"}, "--dp server works with --strategy fedavg or fedprox only: "
+     "the noise is calibrated to a plain average, which krum does not compute"),
+    ({"dp": "local", "noise_multiplier": 0.0}, "--dp local needs --noise-multiplier > 0: Flower's "
+     "LocalDpMod cannot add zero noise"),
+    ({"clip_norm": 0.0}, "--clip-norm 0.0 is not valid: expected a number > 0"),
+    ({"trim_beta": 0.5}, "--trim-beta 0.5 is not valid: expected a number in [0, 0.5)"),
     ({"partition": "random"}, "--partition 'random' is not valid: expected one of iid, dirichlet, shards"),
     ({"hidden": (64, 0)}, "--hidden '64,0' is not valid: expected comma-separated sizes ≥ 1, e.g. 64,64"),
     ({"alpha": 0.0}, "--alpha 0.0 is not valid: expected a number > 0"),
