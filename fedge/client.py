@@ -122,18 +122,20 @@ def train_reply(content: RecordDict, source: DataSource, cfg: RunConfig) -> Reco
                              seed=cfg.seed * 100_003 + setup.server_round * 1009 + source.partition_id,
                              proximal_mu=float(content["config"].get("proximal-mu", 0.0)))  # set by FedProx
     loss = fit(model, x, y, settings)
-    metrics = {"num-examples": len(y), "train-loss": loss}
-    if cfg.dp != "none":  # DP noise is calibrated to an unweighted mean
-        metrics[UNIFORM_WEIGHT] = 1
-    return RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(metrics)})
+    return RecordDict({"arrays": ArrayRecord(model.state_dict()),
+                       "metrics": MetricRecord({**_weights(len(y), cfg), "train-loss": loss})})
 
 
 def evaluate_reply(content: RecordDict, source: DataSource, cfg: RunConfig) -> RecordDict:
     setup = RoundSetup.from_config(content["config"])
     x, y = _prepared(source, setup.scaler, setup.classes, "validation")
     loss, accuracy = evaluate(_model(content["arrays"], setup, cfg), x, y)
-    return RecordDict({"metrics": MetricRecord({"num-examples": len(y), "loss": loss,
-                                                "accuracy": accuracy})})
+    return RecordDict({"metrics": MetricRecord({**_weights(len(y), cfg), "loss": loss, "accuracy": accuracy})})
+
+
+def _weights(num_examples: int, cfg: RunConfig) -> dict[str, int]:
+    """What the server averages by: example counts, and under DP also a weight of 1 (see build_strategy)."""
+    return {"num-examples": num_examples, **({UNIFORM_WEIGHT: 1} if cfg.dp != "none" else {})}
 
 
 def _model(arrays: ArrayRecord, setup: RoundSetup, cfg: RunConfig) -> torch.nn.Module:

@@ -184,7 +184,8 @@ class _Federation:
                    "eval-clients": _ok(eval_replies), "eval-failures": eval_sent - _ok(eval_replies)}
             row.update({k: v for k, v in dict(train_metrics or {}).items()
                         if k not in ("num-examples", UNIFORM_WEIGHT)})
-            row.update({f"client-{k}": v for k, v in dict(eval_metrics or {}).items() if k != "num-examples"})
+            row.update({f"client-{k}": v for k, v in dict(eval_metrics or {}).items()
+                        if k not in ("num-examples", UNIFORM_WEIGHT)})
             if test_xy:
                 row.update(held_out_metrics(_network(spec, arrays), *test_xy))
             if self.cfg.dp != "none":
