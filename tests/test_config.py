@@ -22,7 +22,8 @@ def test_flower_round_trip_keeps_every_value():
     ({"num_rounds": -1}, "--rounds -1 is not valid: expected a whole number ≥ 1"),
     ({"fraction_train": 0.0}, "--fraction-train 0.0 is not valid: expected a number in (0, 1]"),
     ({"fraction_evaluate": 1.5}, "--fraction-evaluate 1.5 is not valid: expected a number in (0, 1]"),
-    ({"dataset": "imagenet"}, "--dataset 'imagenet' is not valid: expected one of iris, wine, breast-cancer, digits"),
+    ({"dataset": "imagenet"}, "--dataset 'imagenet' is not valid: expected one of iris, wine, breast-cancer, digits, "
+     "mnist, shuttle, basicmotions"),
     ({"strategy": "fedfoo"}, "--strategy 'fedfoo' is not valid: expected one of fedavg, fedprox, "
      "fedavgm, fedadam, fedyogi, fedadagrad, fedmedian, fedtrimmedavg, krum, multikrum, bulyan"),
     ({"dp": "laplace"}, "--dp 'laplace' is not valid: expected one of none, server, client, local"),
