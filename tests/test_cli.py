@@ -44,7 +44,7 @@ def test_client_with_a_bad_cell_names_line_and_column(fedge, tmp_path: Path):
     (["simulate", "--fraction-train", "1.5"],
      "fedge simulate: error: --fraction-train 1.5 is not valid: expected a number in (0, 1]"),
     (["simulate", "--dataset", "imagenet"], "fedge simulate: error: --dataset 'imagenet' is not valid: expected "
-                                            "one of iris, wine, breast-cancer, digits"),
+                                            "one of iris, wine, breast-cancer, digits, mnist, shuttle, basicmotions"),
     (["simulate", "--rounds", "two"], "fedge simulate: error: --rounds 'two' is not valid: expected int"),
     (["server", "--address", "localhost"],
      "fedge server: error: address 'localhost' is not HOST:PORT (e.g. 127.0.0.1:9092)"),
