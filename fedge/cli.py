@@ -61,6 +61,33 @@ def _client(args: argparse.Namespace) -> int:
     return launch.join(args.server, node_config, Security(args.insecure))
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from fedge.plots import plot_runs
+
+    missing = [str(d) for d in args.runs if not (d / "metrics.json").exists()]
+    if missing:
+        raise LaunchError(f"no metrics.json in {', '.join(missing)}: give run folders "
+                          "(e.g. runs/digits-iid-20250101-120000)")
+    print(f"fedge: wrote {plot_runs(args.runs, args.out)}")
+    return 0
+
+
+def _partitions(args: argparse.Namespace) -> int:
+    from fedge.data import load_builtin
+    from fedge.partition import all_partitions
+    from fedge.plots import plot_label_distribution
+
+    cfg = RunConfig(dataset=args.dataset, partition=args.partition, clients=args.clients, alpha=args.alpha,
+                    shards_per_client=args.shards_per_client, seed=args.seed).validate()
+    train, _ = load_builtin(cfg.dataset)
+    parts = all_partitions(tuple(train.labels.tolist()), cfg.clients, cfg.partition, cfg.alpha,
+                           cfg.shards_per_client, cfg.seed)
+    skew = f" α={cfg.alpha:g}" if cfg.partition == "dirichlet" else ""
+    title = f"{cfg.dataset}: {cfg.partition}{skew} over {cfg.clients} clients"
+    print(f"fedge: wrote {plot_label_distribution(parts, train.labels, args.out, title)}")
+    return 0
+
+
 def _run_config(args: argparse.Namespace, base: RunConfig, only_here: set[str]) -> RunConfig:
     """Overlay the options given on the command line onto `base`."""
     changes = {}
@@ -119,6 +146,28 @@ def _parser() -> argparse.ArgumentParser:
     cli.add_argument("--insecure", action="store_true",
                      help="allow unencrypted HTTP to a non-loopback server")
     cli.set_defaults(command=_client, command_name="client")
+
+    plot = commands.add_parser("plot", help="draw accuracy and loss per round of one or more runs",
+                               description="Draw test (or client) accuracy and loss per round from each run "
+                               "folder's metrics.json, all runs on one figure.")
+    plot.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folder")
+    plot.add_argument("--out", type=Path, default=Path("runs.png"), help="PNG file (default: %(default)s)")
+    plot.set_defaults(command=_plot, command_name="plot")
+
+    defaults = RunConfig()
+    parts = commands.add_parser("partitions", help="draw how a data set's labels are split across clients",
+                                description="Draw the label distribution of a simulation's partitions.")
+    parts.add_argument("--dataset", default=defaults.dataset, help="built-in data set (default: %(default)s)")
+    parts.add_argument("--partition", default=defaults.partition, help="iid, dirichlet or shards "
+                       "(default: %(default)s)")
+    parts.add_argument("--clients", type=int, default=defaults.clients, help="clients (default: %(default)s)")
+    parts.add_argument("--alpha", type=float, default=defaults.alpha, help="Dirichlet concentration "
+                       "(default: %(default)s)")
+    parts.add_argument("--shards-per-client", type=int, default=defaults.shards_per_client,
+                       help="shards per client (default: %(default)s)")
+    parts.add_argument("--seed", type=int, default=defaults.seed, help="partition seed (default: %(default)s)")
+    parts.add_argument("--out", type=Path, default=Path("partitions.png"), help="PNG file (default: %(default)s)")
+    parts.set_defaults(command=_partitions, command_name="partitions")
     return parser
 
 
