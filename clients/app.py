@@ -4,13 +4,13 @@ import torch
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fedge import client
+from fedge import client, secagg
 from fedge.config import RunConfig
 from fedge.privacy import RunConfigDpMod
 
 torch.set_num_threads(1)  # one core per client: simulation runs one client per core
 
-app = ClientApp(mods=[RunConfigDpMod()])
+app = ClientApp(mods=[secagg.RunConfigSecAggMod(), RunConfigDpMod()])
 
 
 def _source(context: Context) -> client.DataSource:
@@ -25,7 +25,8 @@ def query(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     cfg = RunConfig.from_flower(context.run_config)
-    return Message(client.train_reply(msg.content, _source(context), cfg), reply_to=msg)
+    handler = secagg.train_reply if secagg.is_legacy_train(msg.content) else client.train_reply
+    return Message(handler(msg.content, _source(context), cfg), reply_to=msg)
 
 
 @app.evaluate()

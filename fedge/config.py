@@ -117,6 +117,9 @@ class RunConfig:
             raise ConfigError(f"--dp {self.dp} works with --strategy {' or '.join(DP_STRATEGIES)} only: "
                               f"the noise is calibrated to a plain average, which {self.strategy} "
                               "does not compute")
+        if self.secagg and (self.strategy != "fedavg" or self.dp != "none"):
+            raise ConfigError("--secagg true works with --strategy fedavg and --dp none only: Flower's SecAgg+ "
+                              "workflow drives its own FedAvg, and the server never sees single updates to clip")
         if self.dp == "local" and self.noise_multiplier == 0:
             raise ConfigError("--dp local needs --noise-multiplier > 0: Flower's LocalDpMod "
                               "cannot add zero noise")

@@ -28,6 +28,7 @@ from fedge.schema import ClientReport, RunSchema, SchemaError, agree, feature_di
 from fedge.strategy import build_strategy
 from fedge.metrics import held_out_metrics
 from fedge.privacy import UNIFORM_WEIGHT, epsilon
+from fedge.secagg import SecureTraining
 
 QUERY_TIMEOUT = 120.0
 
@@ -166,21 +167,27 @@ class _Federation:
         config = {"scaler-mean": schema.scaler.mean.tolist(), "scaler-std": schema.scaler.std.tolist(),
                   "classes": list(schema.classes)}
         test_xy = self._test_arrays(schema)
+        secure = SecureTraining(self.accepted_grid, self.cfg, config,
+                                lambda reply: self.folder.record_reply(describe_reply(reply))) if self.cfg.secagg else None
         rows: list[dict[str, Any]] = []
         total_failures = 0
         for rnd in range(1, self.cfg.num_rounds + 1):
             round_start = time.monotonic()
             self.wait_for_clients()
-            sent, replies = self._exchange(strategy.configure_train(rnd, arrays, ConfigRecord(config),
-                                                                    self.accepted_grid))
-            new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
+            if secure:
+                new_arrays, train_metrics, sent, trained = secure.train(rnd, arrays)
+            else:
+                sent, replies = self._exchange(strategy.configure_train(rnd, arrays, ConfigRecord(config),
+                                                                        self.accepted_grid))
+                new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
+                trained = _ok(replies)
             if new_arrays is not None:
                 arrays = new_arrays
             eval_sent, eval_replies = self._exchange(
                 strategy.configure_evaluate(rnd, arrays, ConfigRecord(config), self.accepted_grid))
             eval_metrics = strategy.aggregate_evaluate(rnd, eval_replies)
             row = {"round": rnd,
-                   "train-clients": _ok(replies), "train-failures": sent - _ok(replies),
+                   "train-clients": trained, "train-failures": sent - trained,
                    "eval-clients": _ok(eval_replies), "eval-failures": eval_sent - _ok(eval_replies)}
             row.update({k: v for k, v in dict(train_metrics or {}).items()
                         if k not in ("num-examples", UNIFORM_WEIGHT)})

@@ -8,6 +8,7 @@ Strategies, DP and metrics are then tested in seconds instead of one Ray start e
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -29,6 +30,7 @@ class InProcessGrid:
         self.run_config = cfg.to_flower()
         self.nodes = list(range(1, cfg.clients + 1))
         self.states = {node: RecordDict() for node in self.nodes}
+        self.replies: list[Message] = []  # everything the server received, for tests to inspect
 
     def get_node_ids(self) -> list[int]:
         return list(self.nodes)
@@ -38,15 +40,17 @@ class InProcessGrid:
             node = message.metadata.dst_node_id
             context = Context(run_id=RUN_ID, node_id=node, state=self.states[node], run_config=self.run_config,
                               node_config={"partition-id": node - 1, "num-partitions": len(self.nodes)})
-            yield client_app(message, context)
+            reply = client_app(copy.deepcopy(message), context)  # a transport hands each node its own copy
+            self.replies.append(reply)
+            yield reply
 
 
-def run_federation(cfg: RunConfig, run_dir: Path) -> list[dict]:
+def run_federation(cfg: RunConfig, run_dir: Path, grid: InProcessGrid | None = None) -> list[dict]:
     """Run every round of `cfg` in process; return the rows of metrics.json."""
     cfg = cfg.replace(min_clients=cfg.clients)
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = RUN_ID, 0, 0
     try:
-        serve(InProcessGrid(cfg), cfg, run_dir)
+        serve(grid or InProcessGrid(cfg), cfg, run_dir)
     finally:
         TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = None
     return read_metrics(run_dir)
