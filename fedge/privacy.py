@@ -17,6 +17,7 @@ sampled, so no amplification is claimed and every round counts.
 
 from __future__ import annotations
 
+import logging
 import math
 
 from flwr.app import Context, Message, MessageType
@@ -57,7 +58,13 @@ def gaussian_epsilon(noise_multiplier: float, sample_rate: float, releases: int,
     accountant = RdpAccountant(PrivacyConfig(delta, population, NeighboringRelation.ADD_OR_REMOVE_ONE, method),
                                orders=orders)
     accountant.compose(GaussianPrivacyEvent(noise_multiplier, sample, population), releases)
-    return accountant.get_epsilon(delta)
+    absl = logging.getLogger("absl")  # dp-accounting warns for every low RDP order it cannot use
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        return accountant.get_epsilon(delta)
+    finally:
+        absl.setLevel(level)
 
 
 class RunConfigDpMod:
