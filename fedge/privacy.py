@@ -57,11 +57,11 @@ def gaussian_epsilon(noise_multiplier: float, sample_rate: float, releases: int,
     method = SamplingMethod.NO_AMPLIFICATION if sample == population else SamplingMethod.POISSON
     accountant = RdpAccountant(PrivacyConfig(delta, population, NeighboringRelation.ADD_OR_REMOVE_ONE, method),
                                orders=orders)
-    accountant.compose(GaussianPrivacyEvent(noise_multiplier, sample, population), releases)
     absl = logging.getLogger("absl")  # dp-accounting warns for every low RDP order it cannot use
     level = absl.level
     absl.setLevel(logging.ERROR)
     try:
+        accountant.compose(GaussianPrivacyEvent(noise_multiplier, sample, population), releases)
         return accountant.get_epsilon(delta)
     finally:
         absl.setLevel(level)
