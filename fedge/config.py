@@ -120,6 +120,9 @@ class RunConfig:
         if self.secagg and (self.strategy != "fedavg" or self.dp != "none"):
             raise ConfigError("--secagg true works with --strategy fedavg and --dp none only: Flower's SecAgg+ "
                               "workflow drives its own FedAvg, and the server never sees single updates to clip")
+        if self.secagg and self.min_clients < 2:
+            raise ConfigError("--secagg true needs at least 2 clients per round (--min-clients, or --clients "
+                              "in a simulation): a sum over one client is that client's update")
         if self.dp == "local" and self.noise_multiplier == 0:
             raise ConfigError("--dp local needs --noise-multiplier > 0: Flower's LocalDpMod "
                               "cannot add zero noise")

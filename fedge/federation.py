@@ -167,8 +167,10 @@ class _Federation:
         config = {"scaler-mean": schema.scaler.mean.tolist(), "scaler-std": schema.scaler.std.tolist(),
                   "classes": list(schema.classes)}
         test_xy = self._test_arrays(schema)
-        secure = SecureTraining(self.accepted_grid, self.cfg, config,
-                                lambda reply: self.folder.record_reply(describe_reply(reply))) if self.cfg.secagg else None
+        secure = None
+        if self.cfg.secagg:
+            secure = SecureTraining(self.accepted_grid, self.cfg, config,
+                                    lambda reply: self.folder.record_reply(describe_reply(reply)))
         rows: list[dict[str, Any]] = []
         total_failures = 0
         for rnd in range(1, self.cfg.num_rounds + 1):

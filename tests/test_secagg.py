@@ -50,3 +50,7 @@ def test_secagg_refuses_what_it_cannot_combine():
         RunConfig(secagg=True, strategy="fedadam").validate()
     assert str(err.value) == ("--secagg true works with --strategy fedavg and --dp none only: Flower's SecAgg+ "
                               "workflow drives its own FedAvg, and the server never sees single updates to clip")
+    with pytest.raises(ConfigError) as err:
+        RunConfig(secagg=True, min_clients=1).validate()
+    assert str(err.value) == ("--secagg true needs at least 2 clients per round (--min-clients, or --clients "
+                              "in a simulation): a sum over one client is that client's update")
