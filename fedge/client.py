@@ -113,23 +113,33 @@ class RoundSetup:
 
 
 def train_reply(content: RecordDict, source: DataSource, cfg: RunConfig) -> RecordDict:
+    """Evaluate the incoming global model on the validation rows, then train it locally.
+
+    Evaluating first puts federated evaluation into the training message: one round
+    trip per round instead of two, which halves a deployed round's overhead.
+    """
     setup = RoundSetup.from_config(content["config"])
-    x, y = _prepared(source, setup.scaler, setup.classes, "train")
     model = _model(content["arrays"], setup, cfg)
+    evaluation = _evaluation(model, source, setup)
+    x, y = _prepared(source, setup.scaler, setup.classes, "train")
     settings = TrainSettings(epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                              optimizer=cfg.optimizer, momentum=cfg.momentum,
                              seed=cfg.seed * 100_003 + setup.server_round * 1009 + source.partition_id)
     loss = fit(model, x, y, settings)
     return RecordDict({"arrays": ArrayRecord(model.state_dict()),
-                       "metrics": MetricRecord({"num-examples": len(y), "train-loss": loss})})
+                       "metrics": MetricRecord({"num-examples": len(y), "train-loss": loss, **evaluation})})
 
 
 def evaluate_reply(content: RecordDict, source: DataSource, cfg: RunConfig) -> RecordDict:
     setup = RoundSetup.from_config(content["config"])
+    evaluation = _evaluation(_model(content["arrays"], setup, cfg), source, setup)
+    return RecordDict({"metrics": MetricRecord({"num-examples": evaluation["eval-examples"], **evaluation})})
+
+
+def _evaluation(model: torch.nn.Module, source: DataSource, setup: RoundSetup) -> dict[str, float | int]:
     x, y = _prepared(source, setup.scaler, setup.classes, "validation")
-    loss, accuracy = evaluate(_model(content["arrays"], setup, cfg), x, y)
-    return RecordDict({"metrics": MetricRecord({"num-examples": len(y), "loss": loss,
-                                                "accuracy": accuracy})})
+    loss, accuracy = evaluate(model, x, y)
+    return {"eval-examples": len(y), "eval-loss": loss, "eval-accuracy": accuracy}
 
 
 def _model(arrays: ArrayRecord, setup: RoundSetup, cfg: RunConfig) -> torch.nn.Module:

@@ -172,25 +172,28 @@ class _Federation:
             self.wait_for_clients()
             sent, replies = self._exchange(strategy.configure_train(rnd, arrays, ConfigRecord(config),
                                                                     self.accepted_grid))
+            if rows:  # each client first evaluated the model it received: the previous round's
+                rows[-1].update(client_evaluation(replies))
             new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
             if new_arrays is not None:
                 arrays = new_arrays
-            eval_sent, eval_replies = self._exchange(
-                strategy.configure_evaluate(rnd, arrays, ConfigRecord(config), self.accepted_grid))
-            eval_metrics = strategy.aggregate_evaluate(rnd, eval_replies)
-            row = {"round": rnd,
-                   "train-clients": _ok(replies), "train-failures": sent - _ok(replies),
-                   "eval-clients": _ok(eval_replies), "eval-failures": eval_sent - _ok(eval_replies)}
-            row.update({k: v for k, v in dict(train_metrics or {}).items() if k != "num-examples"})
-            row.update({f"client-{k}": v for k, v in dict(eval_metrics or {}).items() if k != "num-examples"})
+            row = {"round": rnd, "train-clients": _ok(replies), "train-failures": sent - _ok(replies)}
+            if train_metrics is not None:
+                row["train-loss"] = train_metrics["train-loss"]
             if test_xy:
                 loss, accuracy = evaluate(_network(spec, arrays), *test_xy)
                 row.update({"test-loss": loss, "test-accuracy": accuracy})
             row["seconds"] = round(time.monotonic() - round_start, 3)
-            total_failures += row["train-failures"] + row["eval-failures"]
+            total_failures += row["train-failures"]
             rows.append(row)
             self.folder.write_metrics(rows)
-            self._say(_progress_line(row, self.cfg.num_rounds, time.monotonic() - self.started))
+            self._say(_progress_line(rows, self.cfg.num_rounds, time.monotonic() - self.started))
+        # The last model has not been to the clients yet: one evaluation-only exchange.
+        eval_sent, eval_replies = self._exchange(
+            strategy.configure_evaluate(self.cfg.num_rounds, arrays, ConfigRecord(config), self.accepted_grid))
+        rows[-1].update(client_evaluation(eval_replies))
+        total_failures += eval_sent - _ok(eval_replies)
+        self.folder.write_metrics(rows)
         model = TrainedModel(spec, arrays.to_torch_state_dict(), schema.scaler, schema.classes,
                              schema.feature_names)
         save_model(self.folder.file(MODEL_FILE), model)
@@ -260,14 +263,32 @@ def _ok(replies: list[Message]) -> int:
     return sum(not r.has_error() for r in replies)
 
 
-def _progress_line(row: dict[str, Any], num_rounds: int, elapsed: float) -> str:
+def client_evaluation(replies: list[Message]) -> dict[str, float | int]:
+    """Clients' loss and accuracy of the model they received, weighted by their validation rows.
+
+    Training replies carry it (a client evaluates the incoming model before it trains,
+    which saves a second message per round), and so do evaluation-only replies.
+    """
+    metrics = [r.content["metrics"] for r in replies if not r.has_error() and "metrics" in r.content]
+    weights = [m.get("eval-examples", 0) for m in metrics]
+    total = sum(weights)
+    if not total:
+        return {}
+    return {"client-examples": total,
+            "client-loss": sum(m["eval-loss"] * w for m, w in zip(metrics, weights)) / total,
+            "client-accuracy": sum(m["eval-accuracy"] * w for m, w in zip(metrics, weights)) / total}
+
+
+def _progress_line(rows: list[dict[str, Any]], num_rounds: int, elapsed: float) -> str:
+    """One line per round; the previous round's client accuracy arrives with this round's replies."""
+    row = rows[-1]
     parts = [f"round {row['round']}/{num_rounds}",
              f"clients {row['train-clients']} ok {row['train-failures']} failed"]
     if "train-loss" in row:
         parts.append(f"train-loss {row['train-loss']:.4f}")
-    if "client-accuracy" in row:
-        parts.append(f"client-accuracy {row['client-accuracy']:.4f}")
     if "test-accuracy" in row:
         parts.append(f"test-accuracy {row['test-accuracy']:.4f}")
+    if len(rows) > 1 and "client-accuracy" in rows[-2]:
+        parts.append(f"client-accuracy[{rows[-2]['round']}] {rows[-2]['client-accuracy']:.4f}")
     parts.append(f"elapsed {elapsed:.1f}s")
     return "  ".join(parts)

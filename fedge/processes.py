@@ -33,6 +33,7 @@ def flower_env(flwr_home: Path) -> dict[str, str]:
     env.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # off unless the user turned it on
     env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
     env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
+    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.1")  # default 1 s: start apps sooner
     env["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "0"  # silences a Ray FutureWarning
     env["PYTHONWARNINGS"] = "ignore::DeprecationWarning,ignore::FutureWarning"
     return env

@@ -61,12 +61,14 @@ def test_train_reply_holds_only_model_shaped_arrays_and_scalars(digits_csv: Path
     assert all(changed)
 
 
-def test_evaluate_reply_reports_loss_and_accuracy_on_held_out_rows(digits_csv: Path):
+def test_train_reply_first_evaluates_the_incoming_model(digits_csv: Path):
     source = client.data_source({"data-path": str(digits_csv)}, CFG)
     content = _round_content(load_file(digits_csv), tuple(str(i) for i in range(10)))
-    metrics = client.evaluate_reply(content, source, CFG)["metrics"]
-    assert metrics["num-examples"] == 6
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["loss"] > 0
+    trained = client.train_reply(content, source, CFG)["metrics"]
+    evaluated = client.evaluate_reply(content, source, CFG)["metrics"]
+    assert evaluated["num-examples"] == evaluated["eval-examples"] == trained["eval-examples"] == 6
+    assert trained["eval-loss"] == evaluated["eval-loss"] > 0
+    assert trained["eval-accuracy"] == evaluated["eval-accuracy"] <= 0.5  # an untrained model
 
 
 def test_labels_outside_the_run_classes_are_refused_with_file_and_row(digits_csv: Path):
