@@ -184,6 +184,7 @@ class _Federation:
                 loss, accuracy = evaluate(_network(spec, arrays), *test_xy)
                 row.update({"test-loss": loss, "test-accuracy": accuracy})
             row["seconds"] = round(time.monotonic() - round_start, 3)
+            row["timestamp"] = round(time.time(), 3)
             total_failures += row["train-failures"]
             rows.append(row)
             self.folder.write_metrics(rows)
