@@ -61,6 +61,25 @@ def _client(args: argparse.Namespace) -> int:
     return launch.join(args.server, node_config, Security(args.insecure))
 
 
+def _export(args: argparse.Namespace) -> int:
+    from fedge import export
+
+    model_path, int8 = export.find_model(args.run), args.quantize == "int8"
+    out = args.out or export.default_out(model_path, int8)
+    export.export_onnx(export.read_model(model_path), out, int8=int8)
+    print(f"fedge: wrote {out} ({out.stat().st_size:,} bytes)")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from fedge import predict  # ONNX Runtime only: runs where torch and Flower are not installed
+
+    rows = predict.predict_file(args.model, args.data, args.out, args.label_column)
+    if args.out:
+        print(f"fedge: wrote {rows} predictions to {args.out}")
+    return 0
+
+
 def _run_config(args: argparse.Namespace, base: RunConfig, only_here: set[str]) -> RunConfig:
     """Overlay the options given on the command line onto `base`."""
     changes = {}
@@ -119,6 +138,26 @@ def _parser() -> argparse.ArgumentParser:
     cli.add_argument("--insecure", action="store_true",
                      help="allow unencrypted HTTP to a non-loopback server")
     cli.set_defaults(command=_client, command_name="client")
+
+    exp = commands.add_parser("export", help="export a run's final model for devices (ONNX)",
+                              description="Write the final global model as ONNX with the scaler and "
+                              "softmax folded in: a device feeds raw features and gets probabilities.")
+    exp.add_argument("run", type=Path, help="run folder holding model.pt, or the path of a model.pt")
+    exp.add_argument("--format", choices=["onnx"], default="onnx", help="file format (default: %(default)s)")
+    exp.add_argument("--quantize", choices=["int8"], help="int8 weights (dynamic quantisation): smaller file")
+    exp.add_argument("--out", type=Path, help="output file (default: model.onnx or model.int8.onnx "
+                     "next to model.pt)")
+    exp.set_defaults(command=_export, command_name="export")
+
+    pred = commands.add_parser("predict", help="predict classes for a CSV with an exported ONNX model",
+                               description="Run an exported model on ONNX Runtime (no torch needed). "
+                               "CSV columns are matched to the model's features by name.")
+    pred.add_argument("--model", required=True, type=Path, help="ONNX file written by `fedge export`")
+    pred.add_argument("--data", required=True, type=Path, help="CSV with a header row naming the features")
+    pred.add_argument("--out", type=Path, help="predictions CSV (default: standard output)")
+    pred.add_argument("--label-column", default="label", help="a label column to ignore if present "
+                      "(default: %(default)s)")
+    pred.set_defaults(command=_predict, command_name="predict")
     return parser
 
 
