@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import run_plain  # noqa: E402
 from common import header, summary, write_section  # noqa: E402
 
-PLAIN_APP = Path(__file__).resolve().parent / "plain_flower"
 FEDGE = str(Path(sys.executable).with_name("fedge"))
 
 
@@ -41,30 +41,18 @@ def run_fedge(args: argparse.Namespace, out: Path) -> tuple[float, list[float]]:
     return wall, [start] + [row["timestamp"] for row in rows]
 
 
-def run_plain(args: argparse.Namespace, out: Path, cpus_per_client: int | None) -> tuple[float, list[float]]:
-    """Wall seconds of the plain Flower app through the same SuperLink path, and round end times."""
-    from fedge.launch import start_superlink, write_connection
-    from fedge.processes import ProcessSet, flower_env, free_port
-
-    timings = out / "timings.json"
+def run_plain_simulation(args: argparse.Namespace, out: Path, cpus_per_client: int | None
+                         ) -> tuple[float, list[float]]:
+    """Wall seconds of the plain Flower app on the same job, and round end times."""
+    federation = [f"num-supernodes={args.clients}"]
+    if cpus_per_client:
+        federation.append(f"client-resources-num-cpus={cpus_per_client}")
     start = time.time()
-    with ProcessSet(flower_env(out / "flwr-home"), out / "logs") as processes:
-        port = start_superlink(processes, "127.0.0.1", free_port(), extra=["--insecure", "--simulation"])
-        write_connection(out / "flwr-home", f"127.0.0.1:{port}")
-        federation = [f"num-supernodes={args.clients}"]
-        if cpus_per_client:
-            federation.append(f"client-resources-num-cpus={cpus_per_client}")
-        command = ["flwr", "run", str(PLAIN_APP), "fedge", "--stream", "--run-config",
-                   f"num-server-rounds={args.rounds} fraction-train={args.fraction} "
-                   f"fraction-evaluate={args.fraction} timings-file='{timings}'"]
-        for item in federation:
-            command += ["--federation-config", item]
-        processes.start(command, "flwr-run.log").wait()
-    wall = time.time() - start
-    rounds = [t["time"] for t in json.loads(timings.read_text()) if t["round"] > 0]
+    wall, rounds = run_plain(out, f"num-server-rounds={args.rounds} fraction-train={args.fraction} "
+                                  f"fraction-evaluate={args.fraction}", federation)
     if len(rounds) != args.rounds:
         raise RuntimeError(f"plain app finished {len(rounds)} of {args.rounds} rounds; see {out / 'logs'}")
-    return wall, [start] + rounds
+    return wall, [start] + [r["time"] for r in rounds]
 
 
 def compute_floor(args: argparse.Namespace) -> float:
@@ -110,8 +98,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, help="write the section to this file instead of BENCHMARKS.md")
     args = parser.parse_args()
     contenders = {"fedge": lambda out: run_fedge(args, out),
-                  "plain Flower (default resources)": lambda out: run_plain(args, out, None),
-                  "plain Flower (1 CPU per client)": lambda out: run_plain(args, out, 1)}
+                  "plain Flower (default resources)": lambda out: run_plain_simulation(args, out, None),
+                  "plain Flower (1 CPU per client)": lambda out: run_plain_simulation(args, out, 1)}
     results: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
     for repeat in range(args.repeats):
         for name, run in contenders.items():  # interleaved, so drift hits all alike

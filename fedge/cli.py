@@ -58,7 +58,7 @@ def _client(args: argparse.Namespace) -> int:
     else:
         raise LaunchError("this client has no data: give --data FILE (CSV or NPZ), or "
                           "--dataset NAME --partition-id I --num-partitions N for a demo")
-    return launch.join(args.server, node_config, Security(args.insecure))
+    return launch.join(args.server, node_config, Security(args.insecure), warm=not args.cold_start)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -137,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     cli.add_argument("--num-partitions", type=int, help="demo: how many partitions")
     cli.add_argument("--insecure", action="store_true",
                      help="allow unencrypted HTTP to a non-loopback server")
+    cli.add_argument("--cold-start", action="store_true",
+                     help="run each message in a fresh process, as Flower does by default (slower: "
+                          "re-imports torch and reloads the data every time)")
     cli.set_defaults(command=_client, command_name="client")
 
     exp = commands.add_parser("export", help="export a run's final model for devices (ONNX)",

@@ -8,6 +8,7 @@ and after that the model's arrays plus scalar metrics.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -125,9 +126,12 @@ def train_reply(content: RecordDict, source: DataSource, cfg: RunConfig) -> Reco
     settings = TrainSettings(epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                              optimizer=cfg.optimizer, momentum=cfg.momentum,
                              seed=cfg.seed * 100_003 + setup.server_round * 1009 + source.partition_id)
+    start = time.perf_counter()
     loss = fit(model, x, y, settings)
+    seconds = time.perf_counter() - start
     return RecordDict({"arrays": ArrayRecord(model.state_dict()),
-                       "metrics": MetricRecord({"num-examples": len(y), "train-loss": loss, **evaluation})})
+                       "metrics": MetricRecord({"num-examples": len(y), "train-loss": loss,
+                                                "train-seconds": seconds, **evaluation})})
 
 
 def evaluate_reply(content: RecordDict, source: DataSource, cfg: RunConfig) -> RecordDict:

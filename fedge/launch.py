@@ -100,21 +100,35 @@ def serve(cfg: RunConfig, address: str, security: Security) -> int:
         return _submit_and_follow(processes, cfg, run_dir, f"{host}:{port}", [])
 
 
-def join(server: str, node_config: dict[str, str | int], security: Security) -> int:
-    """Start this device's SuperNode; it serves the server's rounds until stopped."""
+def join(server: str, node_config: dict[str, str | int], security: Security, warm: bool = True) -> int:
+    """Start this device's SuperNode; it serves the server's rounds until stopped.
+
+    `warm` (the default) runs each ClientApp in a process forked from a warm parent
+    (fedge.warm_executor) instead of Flower's fresh process per message.
+    """
     host, _ = split_address(server)
     security.check(host)
     home = Path(tempfile.mkdtemp(prefix="fedge-client-"))
+    runtime_port = free_port()
     with ProcessSet(flower_env(home), home / "logs") as processes:
         node = processes.start(
             ["flower-supernode", "--insecure", "--superlink", server,
              "--node-config", " ".join(f"{k}={json.dumps(v)}" for k, v in node_config.items()),
-             "--host", "127.0.0.1", "--port", str(free_port())], "supernode.log")
+             "--isolation", "process" if warm else "subprocess",
+             "--host", "127.0.0.1", "--port", str(runtime_port)], "supernode.log")
+        if warm:
+            processes.start([sys.executable, "-m", "fedge.warm_executor", "--runtime-api-address",
+                             f"127.0.0.1:{runtime_port}", "--node-config", json.dumps(node_config),
+                             "--parent-pid", str(node.pid)], "warm-executor.log")
         print(f"fedge: client connected to {server} as SuperNode (PID {node.pid}); Ctrl+C to leave", flush=True)
-        code = node.wait()
-        print(f"fedge: SuperNode exited with code {code}; last lines of its log:\n"
-              f"{tail(home / 'logs' / 'supernode.log')}", file=sys.stderr)
-        return code or 1
+        try:
+            code = node.wait()
+            print(f"fedge: SuperNode exited with code {code}; last lines of its log:\n"
+                  f"{tail(home / 'logs' / 'supernode.log')}", file=sys.stderr)
+            return code or 1
+        finally:
+            processes.stop()
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def describe_data(path: str, label_column: str) -> str:
