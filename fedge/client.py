@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
+from fedge import compression
 from fedge.config import RunConfig
 from fedge.data import DataError, FeatureStats, Scaler, Table, encode_labels, load_builtin, load_file
 from fedge.model import ModelSpec, build
@@ -129,7 +130,9 @@ def train_reply(content: RecordDict, source: DataSource, cfg: RunConfig) -> Reco
     start = time.perf_counter()
     loss = fit(model, x, y, settings)
     seconds = time.perf_counter() - start
-    return RecordDict({"arrays": ArrayRecord(model.state_dict()),
+    update = compression.encode(ArrayRecord(model.state_dict()), content["arrays"],
+                                str(content["config"].get("compress", "none")))
+    return RecordDict({"arrays": update,
                        "metrics": MetricRecord({"num-examples": len(y), "train-loss": loss,
                                                 "train-seconds": seconds, **evaluation})})
 

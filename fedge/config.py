@@ -18,6 +18,7 @@ STRATEGIES = ("fedavg",)
 PARTITIONS = ("iid", "dirichlet", "shards")
 OPTIMIZERS = ("sgd", "adam")
 ACTIVATIONS = ("relu", "tanh", "gelu")
+COMPRESSION = ("none", "fp16", "int8")
 
 
 class ConfigError(ValueError):
@@ -48,6 +49,8 @@ class RunConfig:
     strategy: str = _opt("fedavg", "aggregation strategy: " + ", ".join(STRATEGIES))
     round_timeout: float = _opt(600.0, "seconds a round waits for replies; late clients count as failed")
     wait_timeout: float = _opt(120.0, "seconds to wait for min-clients to connect before giving up")
+    compress: str = _opt("none", "how clients send updates: none, fp16 or int8 (quantised difference "
+                         "from the global model)")
     # Partitioning (simulation only).
     partition: str = _opt("iid", "how the data set is split across clients: " + ", ".join(PARTITIONS))
     alpha: float = _opt(0.5, "Dirichlet concentration; smaller is more skewed")
@@ -76,6 +79,7 @@ class RunConfig:
                            ("fraction-evaluate", self.fraction_evaluate)):
             _require(0.0 < value <= 1.0, key, value, "a number in (0, 1]")
         _require(self.strategy in STRATEGIES, "strategy", self.strategy, "one of " + ", ".join(STRATEGIES))
+        _require(self.compress in COMPRESSION, "compress", self.compress, "one of " + ", ".join(COMPRESSION))
         _require(self.partition in PARTITIONS, "partition", self.partition, "one of " + ", ".join(PARTITIONS))
         _require(self.alpha > 0 and math.isfinite(self.alpha), "alpha", self.alpha, "a number > 0")
         _require(self.shards_per_client >= 1, "shards-per-client", self.shards_per_client, "a whole number ≥ 1")

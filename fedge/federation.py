@@ -262,6 +262,7 @@ def describe_reply(reply: Message) -> dict[str, Any]:
         if isinstance(record, ArrayRecord):
             entry[key] = {name: {"shape": list(array.shape), "dtype": array.dtype}
                           for name, array in record.items()}
+            entry["array-bytes"] = sum(len(array.data) for array in record.values())
         else:
             entry[key] = {name: type(value).__name__ for name, value in record.items()}
     return entry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flwr.serverapp.strategy import FedAvg, Strategy
 
+from fedge.compression import DecompressUpdates
 from fedge.config import RunConfig
 
 
@@ -16,4 +17,7 @@ def build_strategy(cfg: RunConfig) -> Strategy:
     """
     sampling = dict(fraction_train=cfg.fraction_train, fraction_evaluate=cfg.fraction_evaluate,
                     min_train_nodes=1, min_evaluate_nodes=1, min_available_nodes=1)
-    return FedAvg(**sampling)
+    strategy: Strategy = FedAvg(**sampling)
+    if cfg.compress != "none":
+        strategy = DecompressUpdates(strategy, cfg.compress)
+    return strategy
