@@ -36,7 +36,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from fedge import launch
 
     base = RunConfig.from_toml(args.experiment) if args.experiment else RunConfig()
-    return launch.simulate(_run_config(args, base, SIMULATION_ONLY).validate())
+    return launch.simulate(_run_config(args, base, SIMULATION_ONLY).validate(), args.ray_address)
 
 
 def _server(args: argparse.Namespace) -> int:
@@ -114,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
                               "client trains on its partition of a built-in data set.")
     sim.add_argument("experiment", nargs="?", type=Path,
                      help="experiment TOML file (e.g. simulations/digits-iid.toml); options override it")
+    sim.add_argument("--ray-address", default="", metavar="HOST:PORT",
+                     help="attach to this running Ray cluster (e.g. from `ray start --head`) instead of "
+                          "starting one here")
     _add_run_options(sim, SIMULATION_ONLY, RunConfig())
     sim.set_defaults(command=_simulate, command_name="simulate")
 

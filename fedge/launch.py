@@ -77,12 +77,20 @@ def prepare_run(cfg: RunConfig) -> tuple[RunConfig, Path]:
     return cfg.replace(out=str(out), name=name), run_dir
 
 
-def simulate(cfg: RunConfig) -> int:
-    """Run every client as a virtual SuperNode on Flower's simulation engine."""
+def simulate(cfg: RunConfig, ray_address: str = "") -> int:
+    """Run every client as a virtual SuperNode on Flower's simulation engine.
+
+    With `ray_address`, the engine attaches to that running Ray cluster (Ray reads
+    RAY_ADDRESS) instead of starting one on this machine.
+    """
     cfg, run_dir = prepare_run(cfg.replace(min_clients=cfg.clients))
     print(f"fedge: simulating {cfg.clients} clients on {cfg.dataset} ({cfg.partition}), "
           f"{cfg.num_rounds} rounds, run folder {run_dir}", flush=True)
-    with ProcessSet(flower_env(run_dir / "flwr-home"), run_dir / "logs") as processes:
+    env = flower_env(run_dir / "flwr-home")
+    if ray_address:
+        split_address(ray_address)
+        env["RAY_ADDRESS"] = ray_address
+    with ProcessSet(env, run_dir / "logs") as processes:
         port = start_superlink(processes, "127.0.0.1", port=free_port(), extra=["--insecure", "--simulation"])
         return _submit_and_follow(processes, cfg, run_dir, f"127.0.0.1:{port}",
                                   [f"num-supernodes={cfg.clients}", "client-resources-num-cpus=1"])
