@@ -151,9 +151,16 @@ def _evaluation(model: torch.nn.Module, source: DataSource, setup: RoundSetup) -
 
 def _model(arrays: ArrayRecord, setup: RoundSetup, cfg: RunConfig) -> torch.nn.Module:
     spec = ModelSpec(len(setup.scaler.mean), cfg.hidden, len(setup.classes), cfg.activation, cfg.dropout)
-    model = build(spec)
+    model = _network(spec)
     model.load_state_dict(arrays.to_torch_state_dict())
     return model
+
+
+@functools.lru_cache(maxsize=2)
+def _network(spec: ModelSpec) -> torch.nn.Module:
+    """One network per process, its weights replaced by each message's: building (and
+    seeding) a fresh one cost more than half of a small client's call."""
+    return build(spec)
 
 
 def _prepared(source: DataSource, scaler: Scaler, classes: tuple[str, ...], part: str
