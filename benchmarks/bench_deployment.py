@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import run_plain  # noqa: E402
-from common import header, summary, write_section  # noqa: E402
+from common import BENCHMARKS_MD, header, summary, write_section  # noqa: E402
 
 from fedge.processes import free_port  # noqa: E402
 
@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--output", type=Path, help="write the section to this file instead of BENCHMARKS.md")
+    parser.add_argument("--out", type=Path, default=BENCHMARKS_MD, help="Markdown file whose section is replaced (default: %(default)s)")
     args = parser.parse_args()
     contenders = {"fedge": run_fedge, "plain Flower": run_plain_deployment}
     overheads: dict[str, list[float]] = {name: [] for name in contenders}
@@ -88,8 +88,7 @@ def main() -> None:
             "Overhead per round: median over rounds 2..R of (round wall time − slowest client's local "
             "training time).\n")
     print(body)
-    kwargs = {"path": args.output} if args.output else {}
-    write_section("deployment", "Deployment round overhead (issue 4)", body, **kwargs)
+    write_section("deployment", "Deployment round overhead (issue 4)", body, args.out)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import platform
 import shlex
-import statistics
 import sys
 import tempfile
 import time
@@ -32,13 +30,15 @@ import onnxruntime
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout's fedge
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, summary, write_section  # noqa: E402
 from fedge.data import FeatureStats, Scaler, load_builtin
 from fedge.export import EdgeNetwork, export_onnx
 from fedge.model import ModelSpec, TrainedModel, build, save_model
 from fedge.predict import EdgeModel
 from fedge.training import TrainSettings, train_central
 
-START, END = "<!-- inference:start -->", "<!-- inference:end -->"
+MACHINE_PACKAGES = ("torch", "onnxruntime", "numpy")
 BATCH = 1000
 RUNTIMES = ("torch eager", "ONNX Runtime float", "ONNX Runtime int8")
 
@@ -150,11 +150,6 @@ def measure(case: Case, sizes: Sizes, repeats: int) -> tuple[dict[str, dict[str,
         return results, {name: size for name, (_, size) in predictors.items()}
 
 
-def spread(values: list[float], fmt: str) -> str:
-    """Median, and min-max over repeats."""
-    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
-
-
 def table(case: Case, results: dict[str, dict[str, list[float]]], sizes: dict[str, int]) -> str:
     lines = [f"**{case.name}**", "",
              "| runtime | single sample p50 (µs) | p99 (µs) | p50 speed-up vs torch eager "
@@ -162,53 +157,24 @@ def table(case: Case, results: dict[str, dict[str, list[float]]], sizes: dict[st
              "|---|---|---|---|---|---|"]
     for name in RUNTIMES:
         r = results[name]
-        lines.append(f"| {name} | {spread(r['p50'], '.1f')} | {spread(r['p99'], '.1f')} "
-                     f"| {spread(r['ratio'], '.2f')}× | {spread(r['rows/s'], ',.0f')} "
+        lines.append(f"| {name} | {summary(r['p50'], '.1f')} | {summary(r['p99'], '.1f')} "
+                     f"| {summary(r['ratio'], '.2f')}× | {summary(r['rows/s'], ',.0f')} "
                      f"| {sizes[name] / 1024:.1f} KiB |")
     return "\n".join(lines)
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
-    mem_kb = next((int(line.split()[1]) for line in _read_lines("/proc/meminfo") if line.startswith("MemTotal")), 0)
-    memory = f"{mem_kb / 1024 ** 2:.1f} GiB" if mem_kb else "unknown memory"
-    return (f"{os.cpu_count()} cores ({cpu}), {memory}, {platform.system()} {platform.machine()}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}, "
-            f"onnxruntime {onnxruntime.__version__}, numpy {np.__version__}")
-
-
-def _read_lines(path: str) -> list[str]:
-    try:
-        return Path(path).read_text().splitlines()
-    except OSError:
-        return []
-
-
 def report(command: str, sizes: Sizes, repeats: int, tables: list[str]) -> str:
     return "\n".join([
-        START, "## Edge inference (issue 6)", "",
         f"- Command: `{command}`",
         f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- Machine: {machine()}",
+        f"- Machine: {machine(MACHINE_PACKAGES)}",
         f"- Method: one thread everywhere (`torch.set_num_threads(1)`, ONNX Runtime "
         f"`intra_op_num_threads=1`); {sizes.calls:,} single-sample calls and {sizes.batches} batches of "
         f"{BATCH:,} per runtime per repeat; {repeats} repeats, shown as median (min-max). Every runtime runs "
         "scaler + MLP + softmax, numpy in and out; torch eager is `EdgeNetwork` under "
         "`torch.inference_mode()`. Speed-up = torch p50 / runtime p50 within the same repeat. "
         "Model file: `model.pt` for torch (weights + spec + scaler + names), the exported ONNX file otherwise.",
-        "", *[block for t in tables for block in (t, "")], END])
-
-
-def update_section(path: Path, section: str) -> None:
-    """Replace the text between the markers (or append it); leave the rest of the file alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+        "", *[block for t in tables for block in (t, "")]])
 
 
 def main() -> None:
@@ -223,14 +189,13 @@ def main() -> None:
     repeats = 2 if args.smoke else args.repeats
     torch.set_num_threads(1)
     command = shlex.join(["python", os.path.relpath(__file__), *sys.argv[1:]])
-    print(f"$ {command}\n{machine()}", flush=True)
+    print(f"$ {command}\n{machine(MACHINE_PACKAGES)}", flush=True)
     tables = []
     for case in (digits_mlp(sizes.epochs), two_nn()):
         results, file_sizes = measure(case, sizes, repeats)
         tables.append(table(case, results, file_sizes))
         print(f"\n{tables[-1]}", flush=True)
-    update_section(args.out, report(command, sizes, repeats, tables))
-    print(f"\nwrote the inference section of {args.out}")
+    write_section("inference", "Edge inference (issue 6)", report(command, sizes, repeats, tables), args.out)
 
 
 if __name__ == "__main__":

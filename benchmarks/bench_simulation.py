@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline import run_plain  # noqa: E402
-from common import header, summary, write_section  # noqa: E402
+from common import BENCHMARKS_MD, header, summary, write_section  # noqa: E402
 
 FEDGE = str(Path(sys.executable).with_name("fedge"))
 
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--output", type=Path, help="write the section to this file instead of BENCHMARKS.md")
+    parser.add_argument("--out", type=Path, default=BENCHMARKS_MD, help="Markdown file whose section is replaced (default: %(default)s)")
     args = parser.parse_args()
     contenders = {"fedge": lambda out: run_fedge(args, out),
                   "plain Flower (default resources)": lambda out: run_plain_simulation(args, out, None),
@@ -128,8 +128,7 @@ def main() -> None:
             "sampled client per round (its clients evaluate the incoming model before training); the "
             "plain app makes two (train, then evaluate).\n")
     print(body)
-    kwargs = {"path": args.output} if args.output else {}
-    write_section("simulation", "Simulation cost (issue 4)", body, **kwargs)
+    write_section("simulation", "Simulation cost (issue 4)", body, args.out)
 
 
 if __name__ == "__main__":

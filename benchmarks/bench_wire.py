@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import header, write_section  # noqa: E402
+from common import BENCHMARKS_MD, header, write_section  # noqa: E402
 
 FEDGE = str(Path(sys.executable).with_name("fedge"))
 MODELS = {  # name -> fedge simulate options
@@ -49,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--models", default="default,2nn")
-    parser.add_argument("--output", type=Path, help="write the section to this file instead of BENCHMARKS.md")
+    parser.add_argument("--out", type=Path, default=BENCHMARKS_MD, help="Markdown file whose section is replaced (default: %(default)s)")
     args = parser.parse_args()
     lines = ["| model | parameters | --compress | bytes per client per round | vs none | final test accuracy | "
              "accuracy change (points) |", "|---|---|---|---|---|---|---|"]
@@ -68,8 +68,7 @@ def main() -> None:
             "784-200-200-10. Bytes and accuracies are exact for the seed, not timings: one run each.\n\n"
             + "\n".join(lines) + "\n")
     print(body)
-    kwargs = {"path": args.output} if args.output else {}
-    write_section("wire", "Bytes on the wire (issue 4)", body, **kwargs)
+    write_section("wire", "Bytes on the wire (issue 4)", body, args.out)
 
 
 if __name__ == "__main__":

@@ -14,20 +14,29 @@ from pathlib import Path
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 
 
-def machine() -> str:
+def machine(packages: tuple[str, ...] = ("flwr", "torch", "numpy", "ray")) -> str:
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    versions = ", ".join(f"{name} {version(name)}" for name in ("flwr", "torch", "numpy", "ray"))
-    return (f"{os.cpu_count()} cores, {memory_gib:.0f} GiB, {platform.machine()}, "
+    cpu = next((line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor() or "unknown CPU")
+    versions = ", ".join(f"{name} {version(name)}" for name in packages)
+    return (f"{os.cpu_count()} cores ({cpu}), {memory_gib:.0f} GiB, {platform.system()} {platform.machine()}; "
             f"Python {platform.python_version()}, {versions}")
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
 
 
 def command() -> str:
     return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0]), *sys.argv[1:]])
 
 
-def summary(values: list[float]) -> str:
+def summary(values: list[float], fmt: str = ".2f") -> str:
     """Median and spread (min-max) of repeated measurements."""
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
 def header(title: str, repeats: int) -> str:
