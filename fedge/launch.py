@@ -128,7 +128,7 @@ def join(server: str, node_config: dict[str, str | int], security: Security, war
             processes.start([sys.executable, "-m", "fedge.warm_executor", "--runtime-api-address",
                              f"127.0.0.1:{runtime_port}", "--node-config", json.dumps(node_config),
                              "--parent-pid", str(node.pid)], "warm-executor.log")
-        print(f"fedge: client connected to {server} as SuperNode (PID {node.pid}); Ctrl+C to leave", flush=True)
+        print(f"fedge: client started as SuperNode (PID {node.pid}), serving {server}; Ctrl+C to leave", flush=True)
         try:
             code = node.wait()
             print(f"fedge: SuperNode exited with code {code}; last lines of its log:\n"
