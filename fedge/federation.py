@@ -20,6 +20,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.common import log
 from flwr.serverapp import Grid
 
+from fedge.checkpoint import Checkpoint, load_checkpoint, restore_strategy, save_checkpoint, strategy_state
 from fedge.config import ConfigError, RunConfig
 from fedge.data import DataError, Table, encode_labels, load_builtin, load_file
 from fedge.model import ModelSpec, TrainedModel, build, save_model
@@ -27,6 +28,7 @@ from fedge.results import COMPLETED, COMPLETED_WITH_FAILURES, FAILED, MODEL_FILE
 from fedge.schema import ClientReport, RunSchema, SchemaError, agree, feature_difference, stats_from_record
 from fedge.strategy import build_strategy
 from fedge.training import evaluate
+from fedge.validation import ValidatedStrategy
 
 QUERY_TIMEOUT = 120.0
 
@@ -84,6 +86,7 @@ class _Federation:
         self.accepted_grid = _AcceptedGrid(grid, self.enrolment)
         self.test = _server_test_table(cfg)
         self.started = time.monotonic()
+        self.rejections = 0  # replies rejected in the current round
 
     # --- enrolment -------------------------------------------------------------------
     def wait_for_clients(self) -> None:
@@ -156,50 +159,62 @@ class _Federation:
 
     # --- rounds ----------------------------------------------------------------------
     def run(self) -> None:
+        resumed = load_checkpoint(self.folder.path)
+        if resumed:
+            self.enrolment.schema = resumed.schema
+            self._say(f"resuming after round {resumed.round} of {self.cfg.num_rounds}")
         self.wait_for_clients()
         schema = self.enrolment.schema
         spec = ModelSpec(len(schema.feature_names), self.cfg.hidden, len(schema.classes),
                          self.cfg.activation, self.cfg.dropout)
-        arrays = ArrayRecord(build(spec, self.cfg.seed).state_dict())
-        strategy = build_strategy(self.cfg)
+        arrays = resumed.arrays if resumed else ArrayRecord(build(spec, self.cfg.seed).state_dict())
+        strategy = ValidatedStrategy(build_strategy(self.cfg), self.cfg.max_update_norm, self._rejected)
+        if resumed:
+            restore_strategy(strategy, resumed.strategy_state)
         config = {"scaler-mean": schema.scaler.mean.tolist(), "scaler-std": schema.scaler.std.tolist(),
                   "classes": list(schema.classes)}
         test_xy = self._test_arrays(schema)
-        rows: list[dict[str, Any]] = []
-        total_failures = 0
-        for rnd in range(1, self.cfg.num_rounds + 1):
+        rows: list[dict[str, Any]] = resumed.rows if resumed else []
+        for rnd in range(len(rows) + 1, self.cfg.num_rounds + 1):
             round_start = time.monotonic()
+            self.rejections = 0
             self.wait_for_clients()
             sent, replies = self._exchange(strategy.configure_train(rnd, arrays, ConfigRecord(config),
                                                                     self.accepted_grid))
             new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
+            train_rejected = self.rejections
             if new_arrays is not None:
                 arrays = new_arrays
             eval_sent, eval_replies = self._exchange(
                 strategy.configure_evaluate(rnd, arrays, ConfigRecord(config), self.accepted_grid))
             eval_metrics = strategy.aggregate_evaluate(rnd, eval_replies)
-            row = {"round": rnd,
-                   "train-clients": _ok(replies), "train-failures": sent - _ok(replies),
-                   "eval-clients": _ok(eval_replies), "eval-failures": eval_sent - _ok(eval_replies)}
+            trained, evaluated = _ok(replies) - train_rejected, _ok(eval_replies) - (self.rejections - train_rejected)
+            row = {"round": rnd, "train-clients": trained, "train-failures": sent - trained,
+                   "eval-clients": evaluated, "eval-failures": eval_sent - evaluated, "rejected": self.rejections}
             row.update({k: v for k, v in dict(train_metrics or {}).items() if k != "num-examples"})
             row.update({f"client-{k}": v for k, v in dict(eval_metrics or {}).items() if k != "num-examples"})
             if test_xy:
                 loss, accuracy = evaluate(_network(spec, arrays), *test_xy)
                 row.update({"test-loss": loss, "test-accuracy": accuracy})
             row["seconds"] = round(time.monotonic() - round_start, 3)
-            total_failures += row["train-failures"] + row["eval-failures"]
             rows.append(row)
             self.folder.write_metrics(rows)
+            save_checkpoint(self.folder.path, Checkpoint(rnd, arrays, schema, rows, strategy_state(strategy)))
             self._say(_progress_line(row, self.cfg.num_rounds, time.monotonic() - self.started))
         model = TrainedModel(spec, arrays.to_torch_state_dict(), schema.scaler, schema.classes,
                              schema.feature_names)
         save_model(self.folder.file(MODEL_FILE), model)
         final = {k: v for k, v in rows[-1].items() if k.endswith("accuracy") or k.endswith("loss")}
+        total_failures = sum(r["train-failures"] + r["eval-failures"] for r in rows)
         status = COMPLETED_WITH_FAILURES if total_failures else COMPLETED
         self.folder.write_status(status, rounds=len(rows), failures=total_failures, final=final,
                                  seconds=round(time.monotonic() - self.started, 2))
         self._say(f"run {status}: {len(rows)} rounds, {total_failures} failed client replies; "
                   f"model in {self.folder.file(MODEL_FILE)}")
+
+    def _rejected(self, server_round: int, node: int, why: str) -> None:
+        self.rejections += 1
+        self._say(f"round {server_round}: rejected the reply of node {node}: {why}", WARNING)
 
     def _exchange(self, messages: Iterable[Message]) -> tuple[int, list[Message]]:
         messages = list(messages)
