@@ -43,7 +43,10 @@ def _server(args: argparse.Namespace) -> int:
     from fedge import launch
 
     cfg = _run_config(args, RunConfig(dataset=""), DEPLOYMENT_ONLY).validate()
-    return launch.serve(cfg, args.address, Security(args.insecure))
+    if args.resume and cfg != RunConfig(dataset=""):
+        raise LaunchError("--resume continues the run with its own options (from its run-config.toml); "
+                          "drop the other run options")
+    return launch.serve(cfg, args.address, Security(args.insecure), args.resume)
 
 
 def _client(args: argparse.Namespace) -> int:
@@ -104,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--address", default="127.0.0.1:9092", help="HOST:PORT to listen on (default: %(default)s)")
     srv.add_argument("--insecure", action="store_true",
                      help="allow unencrypted HTTP on a non-loopback address")
+    srv.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue an interrupted run from its last completed round, with its own options")
     _add_run_options(srv, DEPLOYMENT_ONLY, RunConfig(dataset=""))
     srv.set_defaults(command=_server, command_name="server")
 

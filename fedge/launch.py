@@ -13,18 +13,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import tomli_w
 
+from fedge.checkpoint import CHECKPOINT_FILE
 from fedge.config import RunConfig
 from fedge.data import load_file
 from fedge.processes import ProcessSet, flower_env, free_port, is_loopback, split_address, tail, wait_healthy
-from fedge.results import COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PROGRESS_FILE, RunFolder
+from fedge.results import COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PROGRESS_FILE, STATUS_FILE, RunFolder
 
 CONNECTION = "fedge"
+RUN_CONFIG_FILE = "run-config.toml"
 
 
 class LaunchError(RuntimeError):
@@ -60,7 +63,27 @@ def prepare_run(cfg: RunConfig) -> tuple[RunConfig, Path]:
     run_dir = out / name
     if (run_dir / "status.json").exists():
         raise LaunchError(f"run folder {run_dir} already holds a finished run; choose another --name")
+    if (run_dir / CHECKPOINT_FILE).exists():
+        raise LaunchError(f"run folder {run_dir} holds an interrupted run; continue it with "
+                          f"`fedge server --resume {run_dir}`, or choose another --name")
     return cfg.replace(out=str(out), name=name), run_dir
+
+
+def resume_run(run_dir: Path) -> tuple[RunConfig, Path]:
+    """The config of an interrupted run, read back from its folder; the ServerApp resumes it."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    run_config = run_dir / RUN_CONFIG_FILE
+    if not run_config.exists():
+        raise LaunchError(f"{run_dir} is not a fedge run folder (it has no {RUN_CONFIG_FILE})")
+    if not (run_dir / CHECKPOINT_FILE).exists():
+        raise LaunchError(f"{run_dir} has no completed round to resume from (no {CHECKPOINT_FILE}); "
+                          "start a new run instead")
+    folder = RunFolder(run_dir)
+    status = folder.read_status()
+    if status and status["status"] != FAILED:
+        raise LaunchError(f"{run_dir} holds a {status['status']} run; there is nothing to resume")
+    folder.file(STATUS_FILE).unlink(missing_ok=True)
+    return RunConfig.from_flower(tomllib.loads(run_config.read_text())), run_dir
 
 
 def simulate(cfg: RunConfig) -> int:
@@ -74,13 +97,13 @@ def simulate(cfg: RunConfig) -> int:
                                   [f"num-supernodes={cfg.clients}", "client-resources-num-cpus=1"])
 
 
-def serve(cfg: RunConfig, address: str, security: Security) -> int:
-    """Start a SuperLink on `address`, submit the run, follow it until it ends."""
+def serve(cfg: RunConfig, address: str, security: Security, resume: Path | None = None) -> int:
+    """Start a SuperLink on `address`, submit the run (or resume one), follow it until it ends."""
     host, port = split_address(address)
     security.check(host)
-    cfg, run_dir = prepare_run(cfg)
+    cfg, run_dir = resume_run(resume) if resume else prepare_run(cfg)
     print(f"fedge: server on {address}, waiting for {cfg.min_clients} client(s), {cfg.num_rounds} rounds, "
-          f"run folder {run_dir}", flush=True)
+          f"run folder {run_dir}{' (resuming)' if resume else ''}", flush=True)
     with ProcessSet(flower_env(run_dir / "flwr-home"), run_dir / "logs") as processes:
         _start_superlink(processes, host, port, extra=["--insecure", "--database", str(run_dir / "state.db")])
         return _submit_and_follow(processes, cfg, run_dir, f"{host}:{port}", [])
@@ -122,7 +145,7 @@ def _submit_and_follow(processes: ProcessSet, cfg: RunConfig, run_dir: Path, con
                        federation_config: list[str]) -> int:
     folder = RunFolder(run_dir)
     _write_connection(Path(processes.env["FLWR_HOME"]), control)
-    run_config = run_dir / "run-config.toml"
+    run_config = run_dir / RUN_CONFIG_FILE
     run_config.write_text(tomli_w.dumps(cfg.to_flower()))
     args = ["flwr", "run", str(app_dir()), CONNECTION, "--run-config", str(run_config), "--stream"]
     for item in federation_config:
@@ -139,8 +162,8 @@ def _write_connection(flwr_home: Path, address: str) -> None:
 
 
 def _follow(progress: Path, runner: subprocess.Popen) -> None:
-    """Print the ServerApp's progress lines as they appear, until `flwr run` ends."""
-    printed = 0
+    """Print the ServerApp's new progress lines as they appear, until `flwr run` ends."""
+    printed = len(progress.read_text().splitlines()) if progress.exists() else 0
     while True:
         done = runner.poll() is not None
         if progress.exists():

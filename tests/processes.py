@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -59,3 +60,22 @@ class Tagged:
             except OSError:
                 continue
         return found
+
+
+def wait_for_line(path: Path, text: str, process: subprocess.Popen, timeout: float) -> str:
+    """Wait until `text` appears in the log at `path`; fail early if `process` ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = path.read_text() if path.exists() else ""
+        if text in content:
+            return content
+        if process.poll() is not None:
+            raise AssertionError(f"process ended (code {process.returncode}) before {text!r}:\n{content}")
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} did not appear in {path} within {timeout:g}s")
+
+
+def demo_client(server: str, partition: int, partitions: int) -> list[str]:
+    """`fedge client` on one partition of the digits demo data: no file to write."""
+    return ["client", "--server", server, "--dataset", "digits", "--partition-id", str(partition),
+            "--num-partitions", str(partitions)]
