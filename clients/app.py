@@ -18,6 +18,8 @@ def _source(context: Context) -> client.DataSource:
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
+    if client.REFUSAL in msg.content:
+        return Message(client.refusal_reply(msg.content, _source(context), context.node_config), reply_to=msg)
     return Message(client.query_reply(_source(context)), reply_to=msg)
 
 

@@ -21,6 +21,7 @@ from flwr.common import log
 from flwr.serverapp import Grid
 
 from fedge.checkpoint import Checkpoint, load_checkpoint, restore_strategy, save_checkpoint, strategy_state
+from fedge.client import REFUSAL
 from fedge.config import ConfigError, RunConfig
 from fedge.data import DataError, Table, encode_labels, load_builtin, load_file
 from fedge.model import ModelSpec, TrainedModel, build, save_model
@@ -131,6 +132,14 @@ class _Federation:
         for node, reason in newly_refused.items():
             self._say(f"node {node} refused: {reason}", WARNING)
         self.enrolment.refused.update(newly_refused)
+        self._tell_refused(newly_refused)
+
+    def _tell_refused(self, refused: dict[int, str]) -> None:
+        """Tell refused devices why (no reply awaited), so that their `fedge client` stops and says so."""
+        classes = list(self.enrolment.schema.classes)
+        self.grid.push_messages([Message(RecordDict({REFUSAL: ConfigRecord({"reason": why, "classes": classes})}),
+                                         dst_node_id=node, message_type=MessageType.QUERY)
+                                 for node, why in refused.items()])
 
     def _misfit(self, report: ClientReport) -> str:
         schema = self.enrolment.schema

@@ -21,6 +21,7 @@ from pathlib import Path
 import tomli_w
 
 from fedge.checkpoint import CHECKPOINT_FILE
+from fedge.client import REPORT_FILE
 from fedge.config import RunConfig
 from fedge.data import load_file
 from fedge.processes import ProcessSet, flower_env, free_port, is_loopback, split_address, tail, wait_healthy
@@ -110,20 +111,25 @@ def serve(cfg: RunConfig, address: str, security: Security, resume: Path | None 
 
 
 def join(server: str, node_config: dict[str, str | int], security: Security) -> int:
-    """Start this device's SuperNode; it serves the server's rounds until stopped."""
+    """Start this device's SuperNode; it serves the server's rounds until stopped or refused."""
     host, _ = split_address(server)
     security.check(host)
     home = Path(tempfile.mkdtemp(prefix="fedge-client-"))
+    refusal = home / "refused.txt"
+    node_config = {**node_config, REPORT_FILE: str(refusal)}
     with ProcessSet(flower_env(home), home / "logs") as processes:
         node = processes.start(
             ["flower-supernode", "--insecure", "--superlink", server,
              "--node-config", " ".join(f"{k}={json.dumps(v)}" for k, v in node_config.items()),
              "--host", "127.0.0.1", "--port", str(free_port())], "supernode.log")
         print(f"fedge: client connected to {server} as SuperNode (PID {node.pid}); Ctrl+C to leave", flush=True)
-        code = node.wait()
-        print(f"fedge: SuperNode exited with code {code}; last lines of its log:\n"
+        while node.poll() is None and not refusal.exists():
+            time.sleep(0.5)
+        if refusal.exists():
+            raise LaunchError(refusal.read_text().strip())
+        print(f"fedge: SuperNode exited with code {node.returncode}; last lines of its log:\n"
               f"{tail(home / 'logs' / 'supernode.log')}", file=sys.stderr)
-        return code or 1
+        return node.returncode or 1
 
 
 def describe_data(path: str, label_column: str) -> str:

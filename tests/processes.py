@@ -25,9 +25,10 @@ class Tagged:
         return subprocess.run([FEDGE, *args], env=self.env, cwd=cwd, capture_output=True, text=True,
                               timeout=timeout)
 
-    def start(self, args: list[str], log: Path, cwd: Path | None = None) -> subprocess.Popen:
+    def start(self, args: list[str], log: Path, cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.Popen:
         with log.open("w") as out:
-            process = subprocess.Popen([FEDGE, *args], env=self.env, cwd=cwd, stdout=out,
+            process = subprocess.Popen([FEDGE, *args], env={**self.env, **(env or {})}, cwd=cwd, stdout=out,
                                        stderr=subprocess.STDOUT)
         self.started.append(process)
         return process
