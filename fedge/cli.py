@@ -46,7 +46,8 @@ def _server(args: argparse.Namespace) -> int:
     if args.resume and cfg != RunConfig(dataset=""):
         raise LaunchError("--resume continues the run with its own options (from its run-config.toml); "
                           "drop the other run options")
-    return launch.serve(cfg, args.address, Security(args.insecure), args.resume)
+    security = Security(args.insecure, certs=args.certs, authorized_keys=args.authorized_keys)
+    return launch.serve(cfg, args.address, security, args.resume)
 
 
 def _client(args: argparse.Namespace) -> int:
@@ -61,7 +62,15 @@ def _client(args: argparse.Namespace) -> int:
     else:
         raise LaunchError("this client has no data: give --data FILE (CSV or NPZ), or "
                           "--dataset NAME --partition-id I --num-partitions N for a demo")
-    return launch.join(args.server, node_config, Security(args.insecure))
+    return launch.join(args.server, node_config, Security(args.insecure, root_cert=args.root_cert, key=args.key))
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from fedge.certs import make_certs
+
+    for path in make_certs(args.folder, args.host, args.device or []):
+        print(f"fedge: wrote {path}")
+    return 0
 
 
 def _run_config(args: argparse.Namespace, base: RunConfig, only_here: set[str]) -> RunConfig:
@@ -107,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--address", default="127.0.0.1:9092", help="HOST:PORT to listen on (default: %(default)s)")
     srv.add_argument("--insecure", action="store_true",
                      help="allow unencrypted HTTP on a non-loopback address")
+    srv.add_argument("--certs", type=Path, metavar="DIR", help="serve over TLS with the CA and server "
+                     "certificate `fedge certs` wrote to DIR")
+    srv.add_argument("--authorized-keys", type=Path, metavar="DIR",
+                     help="admit only devices whose public keys (*.pub) are in DIR; needs --certs")
     srv.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue an interrupted run from its last completed round, with its own options")
     _add_run_options(srv, DEPLOYMENT_ONLY, RunConfig(dataset=""))
@@ -123,7 +136,22 @@ def _parser() -> argparse.ArgumentParser:
     cli.add_argument("--num-partitions", type=int, help="demo: how many partitions")
     cli.add_argument("--insecure", action="store_true",
                      help="allow unencrypted HTTP to a non-loopback server")
+    cli.add_argument("--root-cert", type=Path, metavar="FILE",
+                     help="connect over TLS, trusting the server certificate signed by this CA (ca.pem)")
+    cli.add_argument("--key", type=Path, metavar="FILE", help="this device's private key (from `fedge certs "
+                     "--device NAME`), for servers that admit only known devices")
     cli.set_defaults(command=_client, command_name="client")
+
+    crt = commands.add_parser("certs", help="create a CA, a server certificate and device keys",
+                              description="Create what a secured federation needs: ca.pem (give it to "
+                              "every device), server.pem/server.key (for --certs), and one ECDSA P-384 key "
+                              "pair per --device in DIR/devices (the .pub files go to --authorized-keys).")
+    crt.add_argument("folder", type=Path, metavar="DIR", help="where to write the files (must not hold any)")
+    crt.add_argument("--host", action="append", required=True, metavar="NAME_OR_IP",
+                     help="a name or IP address clients use to reach the server; repeat for several")
+    crt.add_argument("--device", action="append", metavar="NAME", help="create a key pair for this device; "
+                     "repeat for several")
+    crt.set_defaults(command=_certs, command_name="certs")
     return parser
 
 

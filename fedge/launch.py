@@ -20,6 +20,7 @@ from pathlib import Path
 
 import tomli_w
 
+from fedge.certs import CA_CERT, SERVER_CERT, SERVER_KEY
 from fedge.checkpoint import CHECKPOINT_FILE
 from fedge.client import REPORT_FILE
 from fedge.config import RunConfig
@@ -37,14 +38,47 @@ class LaunchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Security:
-    """How a connection is protected; plain HTTP only on loopback or when asked for."""
+    """How a connection is protected: TLS from `fedge certs`, device keys, or (on loopback) none."""
 
     insecure: bool = False
+    certs: Path | None = None  # server: the folder `fedge certs` wrote
+    authorized_keys: Path | None = None  # server: folder of the devices' *.pub keys
+    root_cert: Path | None = None  # client: the CA certificate (ca.pem)
+    key: Path | None = None  # client: this device's private key
 
     def check(self, host: str) -> None:
-        if not self.insecure and not is_loopback(host):
+        """Refuse what would be unsafe or cannot work, before anything starts."""
+        if not (self.certs or self.root_cert or self.insecure or is_loopback(host)):
             raise LaunchError(f"{host} is not a loopback address: an unencrypted connection would expose "
-                              "model updates on the network. Pass --insecure to accept that explicitly.")
+                              "model updates on the network. Use TLS (`fedge certs`, then --certs on the "
+                              "server, --root-cert on clients) or pass --insecure to accept that explicitly.")
+        if self.authorized_keys and not self.certs:
+            raise LaunchError("--authorized-keys needs --certs: Flower authenticates devices only over TLS")
+        if self.key and not self.root_cert:
+            raise LaunchError("--key needs --root-cert: Flower authenticates devices only over TLS")
+        for path in [*self.server_files(), self.root_cert, self.key]:
+            if path and not path.is_file():
+                raise LaunchError(f"{path} does not exist (create it with `fedge certs`)")
+        if self.authorized_keys and not self.device_keys():
+            raise LaunchError(f"{self.authorized_keys} holds no device public keys (*.pub); create them with "
+                              "`fedge certs DIR --device NAME`")
+
+    def server_files(self) -> list[Path]:
+        return [self.certs / name for name in (CA_CERT, SERVER_CERT, SERVER_KEY)] if self.certs else []
+
+    def device_keys(self) -> list[Path]:
+        return sorted(self.authorized_keys.glob("*.pub")) if self.authorized_keys else []
+
+    def superlink_args(self) -> list[str]:
+        if not self.certs:
+            return ["--insecure"]
+        ca, cert, key = map(str, self.server_files())
+        auth = ["--enable-supernode-auth"] if self.authorized_keys else []
+        return ["--ssl-ca-certfile", ca, "--ssl-certfile", cert, "--ssl-keyfile", key, *auth]
+
+    def supernode_args(self) -> list[str]:
+        tls = ["--root-certificates", str(self.root_cert)] if self.root_cert else ["--insecure"]
+        return tls + (["--auth-supernode-private-key", str(self.key)] if self.key else [])
 
 
 def app_dir() -> Path:
@@ -93,8 +127,9 @@ def simulate(cfg: RunConfig) -> int:
     print(f"fedge: simulating {cfg.clients} clients on {cfg.dataset} ({cfg.partition}), "
           f"{cfg.num_rounds} rounds, run folder {run_dir}", flush=True)
     with ProcessSet(flower_env(run_dir / "flwr-home"), run_dir / "logs") as processes:
-        port = _start_superlink(processes, "127.0.0.1", port=free_port(), extra=["--insecure", "--simulation"])
-        return _submit_and_follow(processes, cfg, run_dir, f"127.0.0.1:{port}",
+        port = _start_superlink(processes, "127.0.0.1", free_port(), ["--insecure", "--simulation"])
+        _write_connection(Path(processes.env["FLWR_HOME"]), f"127.0.0.1:{port}")
+        return _submit_and_follow(processes, cfg, run_dir,
                                   [f"num-supernodes={cfg.clients}", "client-resources-num-cpus=1"])
 
 
@@ -106,8 +141,13 @@ def serve(cfg: RunConfig, address: str, security: Security, resume: Path | None 
     print(f"fedge: server on {address}, waiting for {cfg.min_clients} client(s), {cfg.num_rounds} rounds, "
           f"run folder {run_dir}{' (resuming)' if resume else ''}", flush=True)
     with ProcessSet(flower_env(run_dir / "flwr-home"), run_dir / "logs") as processes:
-        _start_superlink(processes, host, port, extra=["--insecure", "--database", str(run_dir / "state.db")])
-        return _submit_and_follow(processes, cfg, run_dir, f"{host}:{port}", [])
+        ca = security.certs / CA_CERT if security.certs else None
+        _start_superlink(processes, host, port, [*security.superlink_args(), "--database", str(run_dir / "state.db")],
+                         ca)
+        _write_connection(Path(processes.env["FLWR_HOME"]), f"{host}:{port}", ca)
+        for public_key in security.device_keys():
+            _register(processes, public_key)
+        return _submit_and_follow(processes, cfg, run_dir, [])
 
 
 def join(server: str, node_config: dict[str, str | int], security: Security) -> int:
@@ -119,7 +159,7 @@ def join(server: str, node_config: dict[str, str | int], security: Security) -> 
     node_config = {**node_config, REPORT_FILE: str(refusal)}
     with ProcessSet(flower_env(home), home / "logs") as processes:
         node = processes.start(
-            ["flower-supernode", "--insecure", "--superlink", server,
+            ["flower-supernode", *security.supernode_args(), "--superlink", server,
              "--node-config", " ".join(f"{k}={json.dumps(v)}" for k, v in node_config.items()),
              "--host", "127.0.0.1", "--port", str(free_port())], "supernode.log")
         print(f"fedge: client connected to {server} as SuperNode (PID {node.pid}); Ctrl+C to leave", flush=True)
@@ -140,17 +180,24 @@ def describe_data(path: str, label_column: str) -> str:
             f"{len(labels)} label(s): {', '.join(labels[:10])}{' …' if len(labels) > 10 else ''}")
 
 
-def _start_superlink(processes: ProcessSet, host: str, port: int, extra: list[str]) -> int:
+def _start_superlink(processes: ProcessSet, host: str, port: int, extra: list[str], ca: Path | None = None) -> int:
     link = processes.start(["flower-superlink", *extra, "--host", host, "--port", str(port),
                             "--disable-runtime-dependency-installation"], "superlink.log")
-    wait_healthy(host, port, link, processes.log_dir / "superlink.log")
+    wait_healthy(host, port, link, processes.log_dir / "superlink.log", ca)
     return port
 
 
-def _submit_and_follow(processes: ProcessSet, cfg: RunConfig, run_dir: Path, control: str,
-                       federation_config: list[str]) -> int:
+def _register(processes: ProcessSet, public_key: Path) -> None:
+    """Admit one device: the SuperLink accepts only SuperNodes whose public keys were registered."""
+    result = subprocess.run(["flwr", "supernode", "register", str(public_key), CONNECTION], env=processes.env,
+                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise LaunchError(f"registering the device key {public_key} failed:\n{result.stdout}{result.stderr}")
+    print(f"fedge: device key {public_key.name} registered", flush=True)
+
+
+def _submit_and_follow(processes: ProcessSet, cfg: RunConfig, run_dir: Path, federation_config: list[str]) -> int:
     folder = RunFolder(run_dir)
-    _write_connection(Path(processes.env["FLWR_HOME"]), control)
     run_config = run_dir / RUN_CONFIG_FILE
     run_config.write_text(tomli_w.dumps(cfg.to_flower()))
     args = ["flwr", "run", str(app_dir()), CONNECTION, "--run-config", str(run_config), "--stream"]
@@ -161,10 +208,10 @@ def _submit_and_follow(processes: ProcessSet, cfg: RunConfig, run_dir: Path, con
     return _report(folder, processes.log_dir / "flwr-run.log")
 
 
-def _write_connection(flwr_home: Path, address: str) -> None:
+def _write_connection(flwr_home: Path, address: str, ca: Path | None = None) -> None:
     flwr_home.mkdir(parents=True, exist_ok=True)
-    (flwr_home / "config.toml").write_text(tomli_w.dumps(
-        {"superlink": {"default": CONNECTION, CONNECTION: {"address": address, "insecure": True}}}))
+    connection = {"address": address, "root-certificates": str(ca)} if ca else {"address": address, "insecure": True}
+    (flwr_home / "config.toml").write_text(tomli_w.dumps({"superlink": {"default": CONNECTION, CONNECTION: connection}}))
 
 
 def _follow(progress: Path, runner: subprocess.Popen) -> None:
