@@ -162,14 +162,34 @@ def join(server: str, node_config: dict[str, str | int], security: Security) -> 
             ["flower-supernode", *security.supernode_args(), "--superlink", server,
              "--node-config", " ".join(f"{k}={json.dumps(v)}" for k, v in node_config.items()),
              "--host", "127.0.0.1", "--port", str(free_port())], "supernode.log")
-        print(f"fedge: client connected to {server} as SuperNode (PID {node.pid}); Ctrl+C to leave", flush=True)
+        print(f"fedge: client joining {server} as SuperNode (PID {node.pid}); Ctrl+C to leave", flush=True)
         while node.poll() is None and not refusal.exists():
             time.sleep(0.5)
         if refusal.exists():
             raise LaunchError(refusal.read_text().strip())
-        print(f"fedge: SuperNode exited with code {node.returncode}; last lines of its log:\n"
-              f"{tail(home / 'logs' / 'supernode.log')}", file=sys.stderr)
+        log = home / "logs" / "supernode.log"
+        reason = connection_failure(log.read_text(errors="replace"), server, security)
+        if reason:
+            raise LaunchError(reason)
+        print(f"fedge: SuperNode exited with code {node.returncode}; last lines of its log:\n{tail(log)}",
+              file=sys.stderr)
         return node.returncode or 1
+
+
+def connection_failure(log: str, server: str, security: Security) -> str:
+    """Why the SuperNode could not join, in the user's terms; "" when its log does not say."""
+    if "Failed to initialize the connection to the SuperLink" not in log:
+        return ""
+    if "CERTIFICATE_VERIFY_FAILED" in log:
+        return (f"the server at {server} presented a TLS certificate not signed by --root-cert {security.root_cert}: "
+                "use the ca.pem from the server's `fedge certs` folder (or this is not your server)")
+    if "Failed to activate SuperNode" in log and security.key:
+        return (f"the server at {server} does not admit this device: the public key of --key {security.key} is "
+                f"not among its --authorized-keys. Ask its operator to add {security.key.name}.pub and restart")
+    if "SSL" in log and not security.root_cert:
+        return f"the server at {server} uses TLS: pass --root-cert with the ca.pem from its `fedge certs` folder"
+    detail = log.split("Failed to initialize the connection to the SuperLink.", 1)[1].strip().splitlines()
+    return f"could not connect to the server at {server}: {detail[0] if detail else 'no reason given'}"
 
 
 def describe_data(path: str, label_column: str) -> str:

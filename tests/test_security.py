@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fedge.certs import make_certs
 from fedge.processes import free_port
 from fedge.results import read_metrics
-from tests.processes import Tagged, demo_client
+from tests.processes import Tagged, demo_client, wait_for_line
 
 @pytest.fixture
 def fedge():
@@ -62,10 +62,11 @@ def test_only_a_registered_device_with_the_ca_trains(fedge, tmp_path: Path):
                           str(authorized), "--rounds", "1", "--min-clients", "1", "--dataset", "digits",
                           "--out", str(tmp_path / "runs"), "--name", "tls"], tmp_path / "server.log")
     ca = ["--root-cert", str(certs / "ca.pem")]
+    wait_for_line(tmp_path / "server.log", "fedge: device key known.pub registered", server, timeout=120)
     stranger = fedge.start([*demo_client(address, 1, 2), *ca, "--key", str(certs / "devices" / "stranger")],
                            tmp_path / "stranger.log")
-    no_ca = fedge.start([*demo_client(address, 1, 2), "--key", str(certs / "devices" / "known"),
-                         "--root-cert", str(tmp_path / "other" / "ca.pem")], tmp_path / "no-ca.log")
+    no_ca = fedge.start([*demo_client(address, 1, 2), "--root-cert", str(tmp_path / "other" / "ca.pem")],
+                        tmp_path / "no-ca.log")
     known = fedge.start([*demo_client(address, 0, 2), *ca, "--key", str(certs / "devices" / "known")],
                         tmp_path / "known.log")
 
@@ -73,5 +74,12 @@ def test_only_a_registered_device_with_the_ca_trains(fedge, tmp_path: Path):
     assert "fedge: device key known.pub registered" in (tmp_path / "server.log").read_text()
     assert [r["train-clients"] for r in read_metrics(tmp_path / "runs" / "tls")] == [1]
     assert stranger.wait(timeout=60) == 2
-    print((tmp_path / "stranger.log").read_text())
-    print((tmp_path / "no-ca.log").read_text())
+    key = certs / "devices" / "stranger"
+    assert (tmp_path / "stranger.log").read_text().splitlines()[-1] == (
+        f"fedge client: error: the server at {address} does not admit this device: the public key of --key {key} "
+        "is not among its --authorized-keys. Ask its operator to add stranger.pub and restart")
+    assert no_ca.wait(timeout=60) == 2
+    assert (tmp_path / "no-ca.log").read_text().splitlines()[-1] == (
+        f"fedge client: error: the server at {address} presented a TLS certificate not signed by --root-cert "
+        f"{tmp_path / 'other' / 'ca.pem'}: use the ca.pem from the server's `fedge certs` folder (or this is not "
+        "your server)")
