@@ -34,6 +34,9 @@ def flower_env(flwr_home: Path) -> dict[str, str]:
     env.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # off unless the user turned it on
     env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
     env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
+    # Ray listens on every interface unless it treats the machine as a single, non-cluster node;
+    # Flower passes no bind address to ray.init, so this is the switch (measured: then all on 127.0.0.1).
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     env["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "0"  # silences a Ray FutureWarning
     env["PYTHONWARNINGS"] = "ignore::DeprecationWarning,ignore::FutureWarning"
     return env

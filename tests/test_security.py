@@ -1,6 +1,7 @@
 """TLS with certificates from `fedge certs`, and a server that admits only devices it knows."""
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fedge.certs import make_certs
 from fedge.processes import free_port
 from fedge.results import read_metrics
-from tests.processes import Tagged, demo_client, wait_for_line
+from tests.processes import Tagged, demo_client, listening_addresses, wait_for_line
 
 @pytest.fixture
 def fedge():
@@ -83,3 +84,16 @@ def test_only_a_registered_device_with_the_ca_trains(fedge, tmp_path: Path):
         f"fedge client: error: the server at {address} presented a TLS certificate not signed by --root-cert "
         f"{tmp_path / 'other' / 'ca.pem'}: use the ca.pem from the server's `fedge certs` folder (or this is not "
         "your server)")
+
+
+@pytest.mark.slow
+def test_a_simulation_listens_only_on_loopback(fedge, tmp_path: Path):
+    simulation = fedge.start(["simulate", "--clients", "2", "--rounds", "2", "--local-epochs", "1",
+                              "--out", str(tmp_path)], tmp_path / "simulate.log")
+    seen: set[str] = set()
+    while simulation.poll() is None:
+        seen |= listening_addresses(fedge.tag)
+        time.sleep(0.5)
+    assert simulation.returncode == 0, (tmp_path / "simulate.log").read_text()
+    assert len(seen) >= 3  # SuperLink, Ray's GCS and raylet at least
+    assert [a for a in seen if not a.startswith("127.")] == []
