@@ -20,9 +20,8 @@ import numpy as np
 from flwr.app import Array, ArrayRecord
 
 from fedge.data import Scaler
+from fedge.results import CHECKPOINT_FILE
 from fedge.schema import RunSchema
-
-CHECKPOINT_FILE = "checkpoint.npz"
 
 
 @dataclass

@@ -23,12 +23,11 @@ from fedge.config import RunConfig
 from fedge.data import DataError, FeatureStats, Scaler, Table, encode_labels, load_builtin, load_file
 from fedge.model import ModelSpec, build
 from fedge.partition import partition_rows
+from fedge.refusal import REFUSAL, REPORT_FILE
 from fedge.results import write_atomic
 from fedge.training import TrainSettings, evaluate, fit
 
 VALIDATION_FRACTION = 0.1
-REFUSAL = "refusal"  # record the server sends to a device whose data do not fit the run
-REPORT_FILE = "report-file"  # node config: where `fedge client` wants to read a refusal
 
 
 @dataclass(frozen=True)

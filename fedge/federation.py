@@ -21,10 +21,10 @@ from flwr.common import log
 from flwr.serverapp import Grid
 
 from fedge.checkpoint import Checkpoint, load_checkpoint, restore_strategy, save_checkpoint, strategy_state
-from fedge.client import REFUSAL
 from fedge.config import ConfigError, RunConfig
 from fedge.data import DataError, Table, encode_labels, load_builtin, load_file
 from fedge.model import ModelSpec, TrainedModel, build, save_model
+from fedge.refusal import REFUSAL
 from fedge.results import COMPLETED, COMPLETED_WITH_FAILURES, FAILED, MODEL_FILE, RunFolder
 from fedge.schema import ClientReport, RunSchema, SchemaError, agree, feature_difference, stats_from_record
 from fedge.strategy import build_strategy

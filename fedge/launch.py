@@ -21,12 +21,12 @@ from pathlib import Path
 import tomli_w
 
 from fedge.certs import CA_CERT, SERVER_CERT, SERVER_KEY
-from fedge.checkpoint import CHECKPOINT_FILE
-from fedge.client import REPORT_FILE
 from fedge.config import RunConfig
 from fedge.data import load_file
 from fedge.processes import ProcessSet, flower_env, free_port, is_loopback, split_address, tail, wait_healthy
-from fedge.results import COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PROGRESS_FILE, STATUS_FILE, RunFolder
+from fedge.refusal import REPORT_FILE
+from fedge.results import (CHECKPOINT_FILE, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PROGRESS_FILE, STATUS_FILE,
+                           RunFolder)
 
 CONNECTION = "fedge"
 RUN_CONFIG_FILE = "run-config.toml"

@@ -6,9 +6,9 @@ import numpy as np
 from flwr.app import Array, ArrayRecord
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedAvgM
 
-from fedge.checkpoint import CHECKPOINT_FILE, Checkpoint, load_checkpoint, restore_strategy, save_checkpoint, \
-    strategy_state
+from fedge.checkpoint import Checkpoint, load_checkpoint, restore_strategy, save_checkpoint, strategy_state
 from fedge.data import Scaler
+from fedge.results import CHECKPOINT_FILE
 from fedge.schema import RunSchema
 from fedge.validation import ValidatedStrategy
 
