@@ -1,6 +1,7 @@
 """Twenty real client processes on 127.0.0.1 through five rounds; nothing left running afterwards."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,10 @@ def test_twenty_clients_five_rounds(fedge, tmp_path: Path):
                           "--fraction-train", "0.5", "--fraction-evaluate", "0.25", "--local-epochs", "1",
                           "--dataset", "digits", "--out", str(tmp_path / "runs"), "--name", "load",
                           "--wait-timeout", "300"], tmp_path / "server.log")
-    clients = [fedge.start(demo_client(address, i, CLIENTS), tmp_path / f"client{i}.log") for i in range(CLIENTS)]
+    clients = []
+    for i in range(CLIENTS):  # devices come up one after another, not in one burst
+        clients.append(fedge.start(demo_client(address, i, CLIENTS), tmp_path / f"client{i}.log"))
+        time.sleep(0.5)
     memory = PeakMemory([c.pid for c in clients])
     memory.start()
     assert server.wait(timeout=1500) == 0, (tmp_path / "server.log").read_text()
