@@ -43,7 +43,11 @@ def _server(args: argparse.Namespace) -> int:
     from fedge import launch
 
     cfg = _run_config(args, RunConfig(dataset=""), DEPLOYMENT_ONLY).validate()
-    return launch.serve(cfg, args.address, Security(args.insecure))
+    if args.resume and cfg != RunConfig(dataset=""):
+        raise LaunchError("--resume continues the run with its own options (from its run-config.toml); "
+                          "drop the other run options")
+    security = Security(args.insecure, certs=args.certs, authorized_keys=args.authorized_keys)
+    return launch.serve(cfg, args.address, security, args.resume)
 
 
 def _client(args: argparse.Namespace) -> int:
@@ -58,7 +62,8 @@ def _client(args: argparse.Namespace) -> int:
     else:
         raise LaunchError("this client has no data: give --data FILE (CSV or NPZ), or "
                           "--dataset NAME --partition-id I --num-partitions N for a demo")
-    return launch.join(args.server, node_config, Security(args.insecure), warm=not args.cold_start)
+    return launch.join(args.server, node_config, Security(args.insecure, root_cert=args.root_cert, key=args.key),
+                       warm=not args.cold_start)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -77,6 +82,14 @@ def _predict(args: argparse.Namespace) -> int:
     rows = predict.predict_file(args.model, args.data, args.out, args.label_column)
     if args.out:
         print(f"fedge: wrote {rows} predictions to {args.out}")
+    return 0
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from fedge.certs import make_certs
+
+    for path in make_certs(args.folder, args.host, args.device or []):
+        print(f"fedge: wrote {path}")
     return 0
 
 
@@ -126,6 +139,12 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--address", default="127.0.0.1:9092", help="HOST:PORT to listen on (default: %(default)s)")
     srv.add_argument("--insecure", action="store_true",
                      help="allow unencrypted HTTP on a non-loopback address")
+    srv.add_argument("--certs", type=Path, metavar="DIR", help="serve over TLS with the CA and server "
+                     "certificate `fedge certs` wrote to DIR")
+    srv.add_argument("--authorized-keys", type=Path, metavar="DIR",
+                     help="admit only devices whose public keys (*.pub) are in DIR; needs --certs")
+    srv.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue an interrupted run from its last completed round, with its own options")
     _add_run_options(srv, DEPLOYMENT_ONLY, RunConfig(dataset=""))
     srv.set_defaults(command=_server, command_name="server")
 
@@ -143,6 +162,10 @@ def _parser() -> argparse.ArgumentParser:
     cli.add_argument("--cold-start", action="store_true",
                      help="run each message in a fresh process, as Flower does by default (slower: "
                           "re-imports torch and reloads the data every time)")
+    cli.add_argument("--root-cert", type=Path, metavar="FILE",
+                     help="connect over TLS, trusting the server certificate signed by this CA (ca.pem)")
+    cli.add_argument("--key", type=Path, metavar="FILE", help="this device's private key (from `fedge certs "
+                     "--device NAME`), for servers that admit only known devices")
     cli.set_defaults(command=_client, command_name="client")
 
     exp = commands.add_parser("export", help="export a run's final model for devices (ONNX)",
@@ -164,6 +187,17 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--label-column", default="label", help="a label column to ignore if present "
                       "(default: %(default)s)")
     pred.set_defaults(command=_predict, command_name="predict")
+
+    crt = commands.add_parser("certs", help="create a CA, a server certificate and device keys",
+                              description="Create what a secured federation needs: ca.pem (give it to "
+                              "every device), server.pem/server.key (for --certs), and one ECDSA P-384 key "
+                              "pair per --device in DIR/devices (the .pub files go to --authorized-keys).")
+    crt.add_argument("folder", type=Path, metavar="DIR", help="where to write the files (must not hold any)")
+    crt.add_argument("--host", action="append", required=True, metavar="NAME_OR_IP",
+                     help="a name or IP address clients use to reach the server; repeat for several")
+    crt.add_argument("--device", action="append", metavar="NAME", help="create a key pair for this device; "
+                     "repeat for several")
+    crt.set_defaults(command=_certs, command_name="certs")
     return parser
 
 

@@ -11,17 +11,22 @@ import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from logging import ERROR
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.common import log
 
 from fedge import compression
 from fedge.config import RunConfig
 from fedge.data import DataError, FeatureStats, Scaler, Table, encode_labels, load_builtin, load_file
 from fedge.model import ModelSpec, build
 from fedge.partition import partition_rows
+from fedge.refusal import REFUSAL, REPORT_FILE
+from fedge.results import write_atomic
 from fedge.training import TrainSettings, evaluate, fit
 
 VALIDATION_FRACTION = 0.1
@@ -96,6 +101,20 @@ def query_reply(source: DataSource) -> RecordDict:
         "stats": MetricRecord({"num-examples": stats.count, "sums": stats.sums.tolist(),
                                "squares": stats.squares.tolist()}),
     })
+
+
+def refusal_reply(content: RecordDict, source: DataSource, node_config: Mapping[str, Any]) -> RecordDict:
+    """Say why the server refused this device, in terms of its own file, where `fedge client` reads it."""
+    refusal = content[REFUSAL]
+    text = f"{source.describe()}: the server refused this device: {refusal['reason']}"
+    try:
+        encode_labels(local_data(source).rows.labels, tuple(refusal["classes"]), source.describe())
+    except DataError as err:  # names the first row with a label outside the run's classes
+        text = f"{err}; the server refused this device"
+    log(ERROR, "fedge: %s", text)
+    if node_config.get(REPORT_FILE):
+        write_atomic(Path(str(node_config[REPORT_FILE])), text + "\n")
+    return RecordDict()
 
 
 # --- Train and evaluate ---------------------------------------------------------------

@@ -51,6 +51,8 @@ class RunConfig:
     wait_timeout: float = _opt(120.0, "seconds to wait for min-clients to connect before giving up")
     compress: str = _opt("none", "how clients send updates: none, fp16 or int8 (quantised difference "
                          "from the global model)")
+    max_update_norm: float = _opt(0.0, "reject a client's update whose L2 distance from the global "
+                                  "model exceeds this; 0: no limit")
     # Partitioning (simulation only).
     partition: str = _opt("iid", "how the data set is split across clients: " + ", ".join(PARTITIONS))
     alpha: float = _opt(0.5, "Dirichlet concentration; smaller is more skewed")
@@ -93,6 +95,8 @@ class RunConfig:
         _require(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, "one of " + ", ".join(OPTIMIZERS))
         _require(0.0 <= self.momentum < 1.0, "momentum", self.momentum, "a number in [0, 1)")
         _require(self.round_timeout > 0, "round-timeout", self.round_timeout, "a number of seconds > 0")
+        _require(self.max_update_norm >= 0 and math.isfinite(self.max_update_norm), "max-update-norm",
+                 self.max_update_norm, "a number ≥ 0 (0: no limit)")
         _require(self.wait_timeout > 0, "wait-timeout", self.wait_timeout, "a number of seconds > 0")
         _require(len(set(self.classes)) == len(self.classes), "classes", ",".join(self.classes),
                  "distinct class names")

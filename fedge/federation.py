@@ -7,6 +7,7 @@ strategy's own `configure_*` / `aggregate_*` methods (the same calls `start` mak
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from collections.abc import Iterable
@@ -16,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.common import log
 from flwr.serverapp import Grid
 
+from fedge.checkpoint import Checkpoint, load_checkpoint, restore_strategy, save_checkpoint, strategy_state
 from fedge.config import ConfigError, RunConfig
 from fedge.data import DataError, Table, encode_labels, load_builtin, load_file
 from fedge.model import ModelSpec, TrainedModel, build, save_model
+from fedge.refusal import REFUSAL
 from fedge.results import COMPLETED, COMPLETED_WITH_FAILURES, FAILED, MODEL_FILE, RunFolder
 from fedge.schema import ClientReport, RunSchema, SchemaError, agree, feature_difference, stats_from_record
 from fedge.strategy import build_strategy
@@ -85,6 +88,7 @@ class _Federation:
         self.accepted_grid = _AcceptedGrid(grid, self.enrolment)
         self.test = _server_test_table(cfg)
         self.started = time.monotonic()
+        self.rejections = 0  # replies rejected in the current round
 
     # --- enrolment -------------------------------------------------------------------
     def wait_for_clients(self) -> None:
@@ -129,6 +133,14 @@ class _Federation:
         for node, reason in newly_refused.items():
             self._say(f"node {node} refused: {reason}", WARNING)
         self.enrolment.refused.update(newly_refused)
+        self._tell_refused(newly_refused)
+
+    def _tell_refused(self, refused: dict[int, str]) -> None:
+        """Tell refused devices why (no reply awaited), so that their `fedge client` stops and says so."""
+        classes = list(self.enrolment.schema.classes)
+        self.grid.push_messages([Message(RecordDict({REFUSAL: ConfigRecord({"reason": why, "classes": classes})}),
+                                         dst_node_id=node, message_type=MessageType.QUERY)
+                                 for node, why in refused.items()])
 
     def _misfit(self, report: ClientReport) -> str:
         schema = self.enrolment.schema
@@ -157,19 +169,25 @@ class _Federation:
 
     # --- rounds ----------------------------------------------------------------------
     def run(self) -> None:
+        resumed = load_checkpoint(self.folder.path)
+        if resumed:
+            self.enrolment.schema = resumed.schema
+            self._say(f"resuming after round {resumed.round} of {self.cfg.num_rounds}")
         self.wait_for_clients()
         schema = self.enrolment.schema
         spec = ModelSpec(len(schema.feature_names), self.cfg.hidden, len(schema.classes),
                          self.cfg.activation, self.cfg.dropout)
-        arrays = ArrayRecord(build(spec, self.cfg.seed).state_dict())
-        strategy = build_strategy(self.cfg)
+        arrays = resumed.arrays if resumed else ArrayRecord(build(spec, self.cfg.seed).state_dict())
+        strategy = build_strategy(self.cfg, on_reject=self._rejected)
+        if resumed:
+            restore_strategy(strategy, resumed.strategy_state)
         config = {"scaler-mean": schema.scaler.mean.tolist(), "scaler-std": schema.scaler.std.tolist(),
                   "classes": list(schema.classes)}
         test_xy = self._test_arrays(schema)
-        rows: list[dict[str, Any]] = []
-        total_failures = 0
-        for rnd in range(1, self.cfg.num_rounds + 1):
+        rows: list[dict[str, Any]] = resumed.rows if resumed else []
+        for rnd in range(len(rows) + 1, self.cfg.num_rounds + 1):
             round_start = time.monotonic()
+            self.rejections = 0
             self.wait_for_clients()
             sent, replies = self._exchange(strategy.configure_train(rnd, arrays, ConfigRecord(config),
                                                                     self.accepted_grid))
@@ -178,7 +196,9 @@ class _Federation:
             new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
             if new_arrays is not None:
                 arrays = new_arrays
-            row = {"round": rnd, "train-clients": _ok(replies), "train-failures": sent - _ok(replies)}
+            trained = _ok(replies) - self.rejections
+            row = {"round": rnd, "train-clients": trained, "train-failures": sent - trained,
+                   "rejected": self.rejections}
             if train_metrics is not None:
                 row["train-loss"] = train_metrics["train-loss"]
                 row["slowest-train-seconds"] = slowest_training(replies)
@@ -187,25 +207,30 @@ class _Federation:
                 row.update({"test-loss": loss, "test-accuracy": accuracy})
             row["seconds"] = round(time.monotonic() - round_start, 3)
             row["timestamp"] = round(time.time(), 3)
-            total_failures += row["train-failures"]
             rows.append(row)
             self.folder.write_metrics(rows)
+            save_checkpoint(self.folder.path, Checkpoint(rnd, arrays, schema, rows, strategy_state(strategy)))
             self._say(_progress_line(rows, self.cfg.num_rounds, time.monotonic() - self.started))
         # The last model has not been to the clients yet: one evaluation-only exchange.
         eval_sent, eval_replies = self._exchange(
             strategy.configure_evaluate(self.cfg.num_rounds, arrays, ConfigRecord(config), self.accepted_grid))
         rows[-1].update(client_evaluation(eval_replies))
-        total_failures += eval_sent - _ok(eval_replies)
+        rows[-1]["eval-failures"] = eval_sent - _ok(eval_replies)
         self.folder.write_metrics(rows)
         model = TrainedModel(spec, arrays.to_torch_state_dict(), schema.scaler, schema.classes,
                              schema.feature_names)
         save_model(self.folder.file(MODEL_FILE), model)
         final = {k: v for k, v in rows[-1].items() if k.endswith("accuracy") or k.endswith("loss")}
+        total_failures = sum(r["train-failures"] for r in rows) + rows[-1]["eval-failures"]
         status = COMPLETED_WITH_FAILURES if total_failures else COMPLETED
         self.folder.write_status(status, rounds=len(rows), failures=total_failures, final=final,
                                  seconds=round(time.monotonic() - self.started, 2))
         self._say(f"run {status}: {len(rows)} rounds, {total_failures} failed client replies; "
                   f"model in {self.folder.file(MODEL_FILE)}")
+
+    def _rejected(self, server_round: int, node: int, why: str) -> None:
+        self.rejections += 1
+        self._say(f"round {server_round}: rejected the reply of node {node}: {why}", WARNING)
 
     def _exchange(self, messages: Iterable[Message]) -> tuple[int, list[Message]]:
         messages = list(messages)
@@ -291,21 +316,32 @@ def client_evaluation(replies: list[Message]) -> dict[str, float | int]:
 
     Training replies carry it (a client evaluates the incoming model before it trains,
     which saves a second message per round), and so do evaluation-only replies.
+    Replies whose evaluation metrics are missing or malformed are left out.
     """
-    metrics = [r.content["metrics"] for r in replies if not r.has_error() and "metrics" in r.content]
-    weights = [m.get("eval-examples", 0) for m in metrics]
-    total = sum(weights)
+    metrics = [m for m in _reply_metrics(replies) if _evaluation_ok(m)]
+    total = sum(m["eval-examples"] for m in metrics)
     if not total:
         return {}
     return {"client-examples": total,
-            "client-loss": sum(m["eval-loss"] * w for m, w in zip(metrics, weights)) / total,
-            "client-accuracy": sum(m["eval-accuracy"] * w for m, w in zip(metrics, weights)) / total}
+            "client-loss": sum(m["eval-loss"] * m["eval-examples"] for m in metrics) / total,
+            "client-accuracy": sum(m["eval-accuracy"] * m["eval-examples"] for m in metrics) / total}
 
 
 def slowest_training(replies: list[Message]) -> float:
     """The longest local training among the replies: the floor under a round's time."""
-    return max((r.content["metrics"].get("train-seconds", 0.0) for r in replies
-                if not r.has_error() and "metrics" in r.content), default=0.0)
+    seconds = [m.get("train-seconds") for m in _reply_metrics(replies)]
+    return max((s for s in seconds if isinstance(s, float) and math.isfinite(s)), default=0.0)
+
+
+def _reply_metrics(replies: list[Message]) -> list[MetricRecord]:
+    return [r.content["metrics"] for r in replies
+            if not r.has_error() and isinstance(r.content.get("metrics"), MetricRecord)]
+
+
+def _evaluation_ok(metrics: MetricRecord) -> bool:
+    examples, loss, accuracy = (metrics.get(k) for k in ("eval-examples", "eval-loss", "eval-accuracy"))
+    return (isinstance(examples, int) and examples > 0 and isinstance(loss, float) and math.isfinite(loss)
+            and isinstance(accuracy, float) and 0.0 <= accuracy <= 1.0)
 
 
 def _progress_line(rows: list[dict[str, Any]], num_rounds: int, elapsed: float) -> str:
