@@ -7,6 +7,7 @@ from flwr.clientapp import ClientApp
 from fedge import client, secagg
 from fedge.config import RunConfig
 from fedge.privacy import RunConfigDpMod
+from fedge.refusal import REFUSAL
 
 torch.set_num_threads(1)  # one core per client: simulation runs one client per core
 
@@ -19,6 +20,8 @@ def _source(context: Context) -> client.DataSource:
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
+    if REFUSAL in msg.content:
+        return Message(client.refusal_reply(msg.content, _source(context), context.node_config), reply_to=msg)
     return Message(client.query_reply(_source(context)), reply_to=msg)
 
 

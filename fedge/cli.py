@@ -36,14 +36,18 @@ def _simulate(args: argparse.Namespace) -> int:
     from fedge import launch
 
     base = RunConfig.from_toml(args.experiment) if args.experiment else RunConfig()
-    return launch.simulate(_run_config(args, base, SIMULATION_ONLY).validate())
+    return launch.simulate(_run_config(args, base, SIMULATION_ONLY).validate(), args.ray_address)
 
 
 def _server(args: argparse.Namespace) -> int:
     from fedge import launch
 
     cfg = _run_config(args, RunConfig(dataset=""), DEPLOYMENT_ONLY).validate()
-    return launch.serve(cfg, args.address, Security(args.insecure))
+    if args.resume and cfg != RunConfig(dataset=""):
+        raise LaunchError("--resume continues the run with its own options (from its run-config.toml); "
+                          "drop the other run options")
+    security = Security(args.insecure, certs=args.certs, authorized_keys=args.authorized_keys)
+    return launch.serve(cfg, args.address, security, args.resume)
 
 
 def _client(args: argparse.Namespace) -> int:
@@ -58,7 +62,35 @@ def _client(args: argparse.Namespace) -> int:
     else:
         raise LaunchError("this client has no data: give --data FILE (CSV or NPZ), or "
                           "--dataset NAME --partition-id I --num-partitions N for a demo")
-    return launch.join(args.server, node_config, Security(args.insecure))
+    return launch.join(args.server, node_config, Security(args.insecure, root_cert=args.root_cert, key=args.key),
+                       warm=not args.cold_start)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from fedge import export
+
+    model_path, int8 = export.find_model(args.run), args.quantize == "int8"
+    out = args.out or export.default_out(model_path, int8)
+    export.export_onnx(export.read_model(model_path), out, int8=int8)
+    print(f"fedge: wrote {out} ({out.stat().st_size:,} bytes)")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from fedge import predict  # ONNX Runtime only: runs where torch and Flower are not installed
+
+    rows = predict.predict_file(args.model, args.data, args.out, args.label_column)
+    if args.out:
+        print(f"fedge: wrote {rows} predictions to {args.out}")
+    return 0
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from fedge.certs import make_certs
+
+    for path in make_certs(args.folder, args.host, args.device or []):
+        print(f"fedge: wrote {path}")
+    return 0
 
 
 def _plot(args: argparse.Namespace) -> int:
@@ -122,6 +154,9 @@ def _parser() -> argparse.ArgumentParser:
                               "client trains on its partition of a built-in data set.")
     sim.add_argument("experiment", nargs="?", type=Path,
                      help="experiment TOML file (e.g. simulations/digits-iid.toml); options override it")
+    sim.add_argument("--ray-address", default="", metavar="HOST:PORT",
+                     help="attach to this running Ray cluster (e.g. from `ray start --head`) instead of "
+                          "starting one here")
     _add_run_options(sim, SIMULATION_ONLY, RunConfig())
     sim.set_defaults(command=_simulate, command_name="simulate")
 
@@ -131,6 +166,12 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--address", default="127.0.0.1:9092", help="HOST:PORT to listen on (default: %(default)s)")
     srv.add_argument("--insecure", action="store_true",
                      help="allow unencrypted HTTP on a non-loopback address")
+    srv.add_argument("--certs", type=Path, metavar="DIR", help="serve over TLS with the CA and server "
+                     "certificate `fedge certs` wrote to DIR")
+    srv.add_argument("--authorized-keys", type=Path, metavar="DIR",
+                     help="admit only devices whose public keys (*.pub) are in DIR; needs --certs")
+    srv.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue an interrupted run from its last completed round, with its own options")
     _add_run_options(srv, DEPLOYMENT_ONLY, RunConfig(dataset=""))
     srv.set_defaults(command=_server, command_name="server")
 
@@ -145,6 +186,13 @@ def _parser() -> argparse.ArgumentParser:
     cli.add_argument("--num-partitions", type=int, help="demo: how many partitions")
     cli.add_argument("--insecure", action="store_true",
                      help="allow unencrypted HTTP to a non-loopback server")
+    cli.add_argument("--cold-start", action="store_true",
+                     help="run each message in a fresh process, as Flower does by default (slower: "
+                          "re-imports torch and reloads the data every time)")
+    cli.add_argument("--root-cert", type=Path, metavar="FILE",
+                     help="connect over TLS, trusting the server certificate signed by this CA (ca.pem)")
+    cli.add_argument("--key", type=Path, metavar="FILE", help="this device's private key (from `fedge certs "
+                     "--device NAME`), for servers that admit only known devices")
     cli.set_defaults(command=_client, command_name="client")
 
     plot = commands.add_parser("plot", help="draw accuracy and loss per round of one or more runs",
@@ -168,6 +216,37 @@ def _parser() -> argparse.ArgumentParser:
     parts.add_argument("--seed", type=int, default=defaults.seed, help="partition seed (default: %(default)s)")
     parts.add_argument("--out", type=Path, default=Path("partitions.png"), help="PNG file (default: %(default)s)")
     parts.set_defaults(command=_partitions, command_name="partitions")
+
+    exp = commands.add_parser("export", help="export a run's final model for devices (ONNX)",
+                              description="Write the final global model as ONNX with the scaler and "
+                              "softmax folded in: a device feeds raw features and gets probabilities.")
+    exp.add_argument("run", type=Path, help="run folder holding model.pt, or the path of a model.pt")
+    exp.add_argument("--format", choices=["onnx"], default="onnx", help="file format (default: %(default)s)")
+    exp.add_argument("--quantize", choices=["int8"], help="int8 weights (dynamic quantisation): smaller file")
+    exp.add_argument("--out", type=Path, help="output file (default: model.onnx or model.int8.onnx "
+                     "next to model.pt)")
+    exp.set_defaults(command=_export, command_name="export")
+
+    pred = commands.add_parser("predict", help="predict classes for a CSV with an exported ONNX model",
+                               description="Run an exported model on ONNX Runtime (no torch needed). "
+                               "CSV columns are matched to the model's features by name.")
+    pred.add_argument("--model", required=True, type=Path, help="ONNX file written by `fedge export`")
+    pred.add_argument("--data", required=True, type=Path, help="CSV with a header row naming the features")
+    pred.add_argument("--out", type=Path, help="predictions CSV (default: standard output)")
+    pred.add_argument("--label-column", default="label", help="a label column to ignore if present "
+                      "(default: %(default)s)")
+    pred.set_defaults(command=_predict, command_name="predict")
+
+    crt = commands.add_parser("certs", help="create a CA, a server certificate and device keys",
+                              description="Create what a secured federation needs: ca.pem (give it to "
+                              "every device), server.pem/server.key (for --certs), and one ECDSA P-384 key "
+                              "pair per --device in DIR/devices (the .pub files go to --authorized-keys).")
+    crt.add_argument("folder", type=Path, metavar="DIR", help="where to write the files (must not hold any)")
+    crt.add_argument("--host", action="append", required=True, metavar="NAME_OR_IP",
+                     help="a name or IP address clients use to reach the server; repeat for several")
+    crt.add_argument("--device", action="append", metavar="NAME", help="create a key pair for this device; "
+                     "repeat for several")
+    crt.set_defaults(command=_certs, command_name="certs")
     return parser
 
 

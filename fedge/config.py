@@ -21,6 +21,7 @@ DP_STRATEGIES = ("fedavg", "fedprox")  # strategies whose aggregate is a plain a
 PARTITIONS = ("iid", "dirichlet", "shards")
 OPTIMIZERS = ("sgd", "adam")
 ACTIVATIONS = ("relu", "tanh", "gelu")
+COMPRESSION = ("none", "fp16", "int8")
 
 
 class ConfigError(ValueError):
@@ -71,6 +72,10 @@ class RunConfig:
     secagg: bool = _opt(False, "secure aggregation (Flower's SecAgg+): the server learns only the sum")
     round_timeout: float = _opt(600.0, "seconds a round waits for replies; late clients count as failed")
     wait_timeout: float = _opt(120.0, "seconds to wait for min-clients to connect before giving up")
+    compress: str = _opt("none", "how clients send updates: none, fp16 or int8 (quantised difference "
+                         "from the global model)")
+    max_update_norm: float = _opt(0.0, "reject a client's update whose L2 distance from the global "
+                                  "model exceeds this; 0: no limit")
     # Partitioning (simulation only).
     partition: str = _opt("iid", "how the data set is split across clients: " + ", ".join(PARTITIONS))
     alpha: float = _opt(0.5, "Dirichlet concentration; smaller is more skewed")
@@ -123,9 +128,14 @@ class RunConfig:
         if self.secagg and self.min_clients < 2:
             raise ConfigError("--secagg true needs at least 2 clients per round (--min-clients, or --clients "
                               "in a simulation): a sum over one client is that client's update")
+        if self.compress != "none" and (self.secagg or self.dp in ("client", "local")):
+            raise ConfigError(f"--compress {self.compress} cannot be combined with "
+                              f"{'--secagg true' if self.secagg else '--dp ' + self.dp}: clipping, noise and "
+                              "masking act on the update clients send; use --compress none")
         if self.dp == "local" and self.noise_multiplier == 0:
             raise ConfigError("--dp local needs --noise-multiplier > 0: Flower's LocalDpMod "
                               "cannot add zero noise")
+        _require(self.compress in COMPRESSION, "compress", self.compress, "one of " + ", ".join(COMPRESSION))
         _require(self.partition in PARTITIONS, "partition", self.partition, "one of " + ", ".join(PARTITIONS))
         _require(self.alpha > 0 and math.isfinite(self.alpha), "alpha", self.alpha, "a number > 0")
         _require(self.shards_per_client >= 1, "shards-per-client", self.shards_per_client, "a whole number ≥ 1")
@@ -139,6 +149,8 @@ class RunConfig:
         _require(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, "one of " + ", ".join(OPTIMIZERS))
         _require(0.0 <= self.momentum < 1.0, "momentum", self.momentum, "a number in [0, 1)")
         _require(self.round_timeout > 0, "round-timeout", self.round_timeout, "a number of seconds > 0")
+        _require(self.max_update_norm >= 0 and math.isfinite(self.max_update_norm), "max-update-norm",
+                 self.max_update_norm, "a number ≥ 0 (0: no limit)")
         _require(self.wait_timeout > 0, "wait-timeout", self.wait_timeout, "a number of seconds > 0")
         _require(len(set(self.classes)) == len(self.classes), "classes", ",".join(self.classes),
                  "distinct class names")

@@ -8,10 +8,11 @@ without seeing a single row.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,50 +117,67 @@ def load_builtin(name: str) -> tuple[Table, Table]:
 def load_file(path: str | Path, label_column: str = "label") -> Table:
     """Read a CSV (header row, one label column) or NPZ (arrays `x` and `y`) file."""
     path = Path(path)
+    with user_file(path):
+        if path.suffix.lower() == ".npz":
+            return _read_npz(path)
+        return _read_csv(path, label_column)
+
+
+@contextlib.contextmanager
+def user_file(path: Path) -> Iterator[None]:
+    """Check that `path` is a file; turn the ways reading it fails into DataErrors naming it."""
     if not path.exists():
         raise DataError(f"{path}: file does not exist")
     if not path.is_file():
         raise DataError(f"{path}: not a file")
     try:
-        if path.suffix.lower() == ".npz":
-            return _read_npz(path)
-        return _read_csv(path, label_column)
+        yield
     except PermissionError:
         raise DataError(f"{path}: file is not readable (permission denied)") from None
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not a text CSV file (byte {err.start} is not UTF-8)") from None
 
 
-def _read_csv(path: Path, label_column: str) -> Table:
+def read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The stripped header and every non-blank row with its line number, each as wide as the header.
+
+    Call inside `user_file(path)`; cells stay text, for the caller to parse by column.
+    """
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
             raise DataError(f"{path}: file is empty; expected a header row and data rows")
         header = [h.strip() for h in header]
-        if label_column not in header:
-            raise DataError(f"{path}, line 1: no label column {label_column!r}; columns are "
-                            f"{', '.join(header[:10])}{' …' if len(header) > 10 else ''}. "
-                            "Name the label column with --label-column.")
-        label_at = header.index(label_column)
-        feature_names = tuple(h for i, h in enumerate(header) if i != label_at)
-        rows: list[list[float]] = []
-        labels: list[str] = []
+        rows: list[tuple[int, list[str]]] = []
         for line_no, row in enumerate(reader, start=2):
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
                 raise DataError(f"{path}, line {line_no}: {len(row)} fields, expected {len(header)} "
                                 "(as in the header)")
-            labels.append(row[label_at].strip())
-            rows.append([_parse_number(path, line_no, header[i], i + 1, cell)
-                         for i, cell in enumerate(row) if i != label_at])
+            rows.append((line_no, row))
     if not rows:
         raise DataError(f"{path}: no data rows after the header")
-    return Table(np.asarray(rows, dtype=np.float32), np.asarray(labels, dtype=str), feature_names)
+    return header, rows
 
 
-def _parse_number(path: Path, line_no: int, column: str, column_no: int, cell: str) -> float:
+def _read_csv(path: Path, label_column: str) -> Table:
+    header, rows = read_csv(path)
+    if label_column not in header:
+        raise DataError(f"{path}, line 1: no label column {label_column!r}; columns are "
+                        f"{', '.join(header[:10])}{' …' if len(header) > 10 else ''}. "
+                        "Name the label column with --label-column.")
+    label_at = header.index(label_column)
+    feature_names = tuple(h for i, h in enumerate(header) if i != label_at)
+    labels = [row[label_at].strip() for _, row in rows]
+    features = [[parse_number(path, line_no, header[i], i + 1, cell)
+                 for i, cell in enumerate(row) if i != label_at] for line_no, row in rows]
+    return Table(np.asarray(features, dtype=np.float32), np.asarray(labels, dtype=str), feature_names)
+
+
+def parse_number(path: Path, line_no: int, column: str, column_no: int, cell: str) -> float:
+    """One CSV cell as a finite number, or a DataError naming file, line and column."""
     try:
         value = float(cell)
     except ValueError:

@@ -7,6 +7,7 @@ strategy's own `configure_*` / `aggregate_*` methods (the same calls `start` mak
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from collections.abc import Iterable
@@ -16,21 +17,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.common import log
 from flwr.serverapp import Grid
 
+from fedge.checkpoint import Checkpoint, load_checkpoint, restore_strategy, save_checkpoint, strategy_state
 from fedge.config import ConfigError, RunConfig
 from fedge.data import DataError, Table, encode_labels, load_builtin, load_file
+from fedge.metrics import held_out_metrics
 from fedge.model import ModelSpec, TrainedModel, build, save_model
+from fedge.privacy import epsilon
+from fedge.refusal import REFUSAL
 from fedge.results import COMPLETED, COMPLETED_WITH_FAILURES, FAILED, MODEL_FILE, RunFolder
 from fedge.schema import ClientReport, RunSchema, SchemaError, agree, feature_difference, stats_from_record
-from fedge.strategy import build_strategy
-from fedge.metrics import held_out_metrics
-from fedge.privacy import UNIFORM_WEIGHT, epsilon
 from fedge.secagg import SecureTraining
+from fedge.strategy import build_strategy
 
 QUERY_TIMEOUT = 120.0
+REPLY_POLL_SECONDS = 0.1
 
 
 class FederationError(RuntimeError):
@@ -86,6 +90,7 @@ class _Federation:
         self.accepted_grid = _AcceptedGrid(grid, self.enrolment)
         self.test = _server_test_table(cfg)
         self.started = time.monotonic()
+        self.rejections = 0  # replies rejected in the current round
 
     # --- enrolment -------------------------------------------------------------------
     def wait_for_clients(self) -> None:
@@ -130,6 +135,14 @@ class _Federation:
         for node, reason in newly_refused.items():
             self._say(f"node {node} refused: {reason}", WARNING)
         self.enrolment.refused.update(newly_refused)
+        self._tell_refused(newly_refused)
+
+    def _tell_refused(self, refused: dict[int, str]) -> None:
+        """Tell refused devices why (no reply awaited), so that their `fedge client` stops and says so."""
+        classes = list(self.enrolment.schema.classes)
+        self.grid.push_messages([Message(RecordDict({REFUSAL: ConfigRecord({"reason": why, "classes": classes})}),
+                                         dst_node_id=node, message_type=MessageType.QUERY)
+                                 for node, why in refused.items()])
 
     def _misfit(self, report: ClientReport) -> str:
         schema = self.enrolment.schema
@@ -139,7 +152,7 @@ class _Federation:
 
     def _query(self, nodes: Iterable[int]) -> tuple[list[ClientReport], dict[int, str]]:
         messages = [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in nodes]
-        replies = list(self.grid.send_and_receive(messages, timeout=QUERY_TIMEOUT))
+        replies = send_and_receive(self.grid, messages, QUERY_TIMEOUT)
         reports, failures = [], {}
         for reply in replies:
             self.folder.record_reply(describe_reply(reply))
@@ -158,12 +171,18 @@ class _Federation:
 
     # --- rounds ----------------------------------------------------------------------
     def run(self) -> None:
+        resumed = load_checkpoint(self.folder.path)
+        if resumed:
+            self.enrolment.schema = resumed.schema
+            self._say(f"resuming after round {resumed.round} of {self.cfg.num_rounds}")
         self.wait_for_clients()
         schema = self.enrolment.schema
         spec = ModelSpec(len(schema.feature_names), self.cfg.hidden, len(schema.classes),
                          self.cfg.activation, self.cfg.dropout)
-        arrays = ArrayRecord(build(spec, self.cfg.seed).state_dict())
-        strategy = build_strategy(self.cfg)
+        arrays = resumed.arrays if resumed else ArrayRecord(build(spec, self.cfg.seed).state_dict())
+        strategy = build_strategy(self.cfg, on_reject=self._rejected)
+        if resumed:
+            restore_strategy(strategy, resumed.strategy_state)
         config = {"scaler-mean": schema.scaler.mean.tolist(), "scaler-std": schema.scaler.std.tolist(),
                   "classes": list(schema.classes)}
         test_xy = self._test_arrays(schema)
@@ -171,54 +190,65 @@ class _Federation:
         if self.cfg.secagg:
             secure = SecureTraining(self.accepted_grid, self.cfg, config,
                                     lambda reply: self.folder.record_reply(describe_reply(reply)))
-        rows: list[dict[str, Any]] = []
-        total_failures = 0
-        for rnd in range(1, self.cfg.num_rounds + 1):
+        rows: list[dict[str, Any]] = resumed.rows if resumed else []
+        for rnd in range(len(rows) + 1, self.cfg.num_rounds + 1):
             round_start = time.monotonic()
+            self.rejections = 0
             self.wait_for_clients()
-            if secure:
+            replies: list[Message] = []
+            if secure:  # the server sees only the masked sum: nothing per client to validate or time
                 new_arrays, train_metrics, sent, trained = secure.train(rnd, arrays)
             else:
                 sent, replies = self._exchange(strategy.configure_train(rnd, arrays, ConfigRecord(config),
                                                                         self.accepted_grid))
+                if rows:  # each client first evaluated the model it received: the previous round's
+                    rows[-1].update(client_evaluation(replies))
                 new_arrays, train_metrics = strategy.aggregate_train(rnd, replies)
-                trained = _ok(replies)
+                trained = _ok(replies) - self.rejections
             if new_arrays is not None:
                 arrays = new_arrays
-            eval_sent, eval_replies = self._exchange(
-                strategy.configure_evaluate(rnd, arrays, ConfigRecord(config), self.accepted_grid))
-            eval_metrics = strategy.aggregate_evaluate(rnd, eval_replies)
-            row = {"round": rnd,
-                   "train-clients": trained, "train-failures": sent - trained,
-                   "eval-clients": _ok(eval_replies), "eval-failures": eval_sent - _ok(eval_replies)}
-            row.update({k: v for k, v in dict(train_metrics or {}).items()
-                        if k not in ("num-examples", UNIFORM_WEIGHT)})
-            row.update({f"client-{k}": v for k, v in dict(eval_metrics or {}).items()
-                        if k not in ("num-examples", UNIFORM_WEIGHT)})
+            row = {"round": rnd, "train-clients": trained, "train-failures": sent - trained,
+                   "rejected": self.rejections}
+            if train_metrics is not None and "train-loss" in train_metrics:
+                row["train-loss"] = train_metrics["train-loss"]
+            if replies:
+                row["slowest-train-seconds"] = slowest_training(replies)
             if test_xy:
                 row.update(held_out_metrics(_network(spec, arrays), *test_xy))
             if self.cfg.dp != "none":
                 row["epsilon"] = epsilon(self.cfg, rnd)
             row["seconds"] = round(time.monotonic() - round_start, 3)
-            total_failures += row["train-failures"] + row["eval-failures"]
+            row["timestamp"] = round(time.time(), 3)
             rows.append(row)
             self.folder.write_metrics(rows)
-            self._say(_progress_line(row, self.cfg.num_rounds, time.monotonic() - self.started))
+            save_checkpoint(self.folder.path, Checkpoint(rnd, arrays, schema, rows, strategy_state(strategy)))
+            self._say(_progress_line(rows, self.cfg.num_rounds, time.monotonic() - self.started))
+        # The last model has not been to the clients yet: one evaluation-only exchange.
+        eval_sent, eval_replies = self._exchange(
+            strategy.configure_evaluate(self.cfg.num_rounds, arrays, ConfigRecord(config), self.accepted_grid))
+        rows[-1].update(client_evaluation(eval_replies))
+        rows[-1]["eval-failures"] = eval_sent - _ok(eval_replies)
+        self.folder.write_metrics(rows)
         model = TrainedModel(spec, arrays.to_torch_state_dict(), schema.scaler, schema.classes,
                              schema.feature_names)
         save_model(self.folder.file(MODEL_FILE), model)
         final = {k: v for k, v in rows[-1].items() if k.endswith("accuracy") or k.endswith("loss")}
+        total_failures = sum(r["train-failures"] for r in rows) + rows[-1]["eval-failures"]
         status = COMPLETED_WITH_FAILURES if total_failures else COMPLETED
         self.folder.write_status(status, rounds=len(rows), failures=total_failures, final=final,
                                  seconds=round(time.monotonic() - self.started, 2))
         self._say(f"run {status}: {len(rows)} rounds, {total_failures} failed client replies; "
                   f"model in {self.folder.file(MODEL_FILE)}")
 
+    def _rejected(self, server_round: int, node: int, why: str) -> None:
+        self.rejections += 1
+        self._say(f"round {server_round}: rejected the reply of node {node}: {why}", WARNING)
+
     def _exchange(self, messages: Iterable[Message]) -> tuple[int, list[Message]]:
         messages = list(messages)
         if not messages:
             return 0, []
-        replies = list(self.grid.send_and_receive(messages, timeout=self.cfg.round_timeout))
+        replies = send_and_receive(self.grid, messages, self.cfg.round_timeout)
         answered = {r.metadata.src_node_id for r in replies}
         late = [m.metadata.dst_node_id for m in messages if m.metadata.dst_node_id not in answered]
         if late:
@@ -241,6 +271,25 @@ class _Federation:
         self.folder.progress(line)
 
 
+def send_and_receive(grid: Grid, messages: list[Message], timeout: float) -> list[Message]:
+    """Push messages, then collect replies until all are in or `timeout` passes.
+
+    Flower's `Grid.send_and_receive` does the same but, in deployment, looks for
+    replies only every 3 s, which adds up to 3 s to every round.
+    """
+    pending = set(grid.push_messages(messages))
+    deadline = time.monotonic() + timeout
+    replies: list[Message] = []
+    while pending:
+        received = list(grid.pull_messages(pending))
+        replies += received
+        pending -= {reply.metadata.reply_to_message_id for reply in received}
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(REPLY_POLL_SECONDS)
+    return replies
+
+
 def describe_reply(reply: Message) -> dict[str, Any]:
     """What a client sent, without the values: the audit trail in replies.jsonl."""
     entry: dict[str, Any] = {"type": reply.metadata.message_type, "node": reply.metadata.src_node_id}
@@ -250,6 +299,7 @@ def describe_reply(reply: Message) -> dict[str, Any]:
         if isinstance(record, ArrayRecord):
             entry[key] = {name: {"shape": list(array.shape), "dtype": array.dtype}
                           for name, array in record.items()}
+            entry["array-bytes"] = sum(len(array.data) for array in record.values())
         else:
             entry[key] = {name: type(value).__name__ for name, value in record.items()}
     return entry
@@ -273,15 +323,50 @@ def _ok(replies: list[Message]) -> int:
     return sum(not r.has_error() for r in replies)
 
 
-def _progress_line(row: dict[str, Any], num_rounds: int, elapsed: float) -> str:
+def client_evaluation(replies: list[Message]) -> dict[str, float | int]:
+    """Clients' loss and accuracy of the model they received, weighted by their validation rows.
+
+    Training replies carry it (a client evaluates the incoming model before it trains,
+    which saves a second message per round), and so do evaluation-only replies.
+    Replies whose evaluation metrics are missing or malformed are left out.
+    """
+    metrics = [m for m in _reply_metrics(replies) if _evaluation_ok(m)]
+    total = sum(m["eval-examples"] for m in metrics)
+    if not total:
+        return {}
+    return {"client-examples": total,
+            "client-loss": sum(m["eval-loss"] * m["eval-examples"] for m in metrics) / total,
+            "client-accuracy": sum(m["eval-accuracy"] * m["eval-examples"] for m in metrics) / total}
+
+
+def slowest_training(replies: list[Message]) -> float:
+    """The longest local training among the replies: the floor under a round's time."""
+    seconds = [m.get("train-seconds") for m in _reply_metrics(replies)]
+    return max((s for s in seconds if isinstance(s, float) and math.isfinite(s)), default=0.0)
+
+
+def _reply_metrics(replies: list[Message]) -> list[MetricRecord]:
+    return [r.content["metrics"] for r in replies
+            if not r.has_error() and isinstance(r.content.get("metrics"), MetricRecord)]
+
+
+def _evaluation_ok(metrics: MetricRecord) -> bool:
+    examples, loss, accuracy = (metrics.get(k) for k in ("eval-examples", "eval-loss", "eval-accuracy"))
+    return (isinstance(examples, int) and examples > 0 and isinstance(loss, float) and math.isfinite(loss)
+            and isinstance(accuracy, float) and 0.0 <= accuracy <= 1.0)
+
+
+def _progress_line(rows: list[dict[str, Any]], num_rounds: int, elapsed: float) -> str:
+    """One line per round; the previous round's client accuracy arrives with this round's replies."""
+    row = rows[-1]
     parts = [f"round {row['round']}/{num_rounds}",
              f"clients {row['train-clients']} ok {row['train-failures']} failed"]
     if "train-loss" in row:
         parts.append(f"train-loss {row['train-loss']:.4f}")
-    if "client-accuracy" in row:
-        parts.append(f"client-accuracy {row['client-accuracy']:.4f}")
     if "test-accuracy" in row:
         parts.append(f"test-accuracy {row['test-accuracy']:.4f}")
+    if len(rows) > 1 and "client-accuracy" in rows[-2]:
+        parts.append(f"client-accuracy[{rows[-2]['round']}] {rows[-2]['client-accuracy']:.4f}")
     if "epsilon" in row:
         parts.append(f"epsilon {row['epsilon']:.3f}")
     parts.append(f"elapsed {elapsed:.1f}s")

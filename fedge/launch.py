@@ -9,22 +9,28 @@ module follows them and turns the final status into the exit code.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import tomli_w
 
+from fedge.certs import CA_CERT, SERVER_CERT, SERVER_KEY
 from fedge.config import RunConfig
 from fedge.data import load_file
 from fedge.processes import ProcessSet, flower_env, free_port, is_loopback, split_address, tail, wait_healthy
-from fedge.results import COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PROGRESS_FILE, RunFolder
+from fedge.refusal import REPORT_FILE
+from fedge.results import (CHECKPOINT_FILE, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PROGRESS_FILE, STATUS_FILE,
+                           RunFolder)
 
 CONNECTION = "fedge"
+RUN_CONFIG_FILE = "run-config.toml"
 
 
 class LaunchError(RuntimeError):
@@ -33,24 +39,70 @@ class LaunchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Security:
-    """How a connection is protected; plain HTTP only on loopback or when asked for."""
+    """How a connection is protected: TLS from `fedge certs`, device keys, or (on loopback) none."""
 
     insecure: bool = False
+    certs: Path | None = None  # server: the folder `fedge certs` wrote
+    authorized_keys: Path | None = None  # server: folder of the devices' *.pub keys
+    root_cert: Path | None = None  # client: the CA certificate (ca.pem)
+    key: Path | None = None  # client: this device's private key
 
     def check(self, host: str) -> None:
-        if not self.insecure and not is_loopback(host):
+        """Refuse what would be unsafe or cannot work, before anything starts."""
+        if not (self.certs or self.root_cert or self.insecure or is_loopback(host)):
             raise LaunchError(f"{host} is not a loopback address: an unencrypted connection would expose "
-                              "model updates on the network. Pass --insecure to accept that explicitly.")
+                              "model updates on the network. Use TLS (`fedge certs`, then --certs on the "
+                              "server, --root-cert on clients) or pass --insecure to accept that explicitly.")
+        if self.authorized_keys and not self.certs:
+            raise LaunchError("--authorized-keys needs --certs: Flower authenticates devices only over TLS")
+        if self.key and not self.root_cert:
+            raise LaunchError("--key needs --root-cert: Flower authenticates devices only over TLS")
+        for path in [*self.server_files(), self.root_cert, self.key]:
+            if path and not path.is_file():
+                raise LaunchError(f"{path} does not exist (create it with `fedge certs`)")
+        if self.authorized_keys and not self.device_keys():
+            raise LaunchError(f"{self.authorized_keys} holds no device public keys (*.pub); create them with "
+                              "`fedge certs DIR --device NAME`")
+
+    def server_files(self) -> list[Path]:
+        return [self.certs / name for name in (CA_CERT, SERVER_CERT, SERVER_KEY)] if self.certs else []
+
+    def device_keys(self) -> list[Path]:
+        return sorted(self.authorized_keys.glob("*.pub")) if self.authorized_keys else []
+
+    def superlink_args(self) -> list[str]:
+        if not self.certs:
+            return ["--insecure"]
+        ca, cert, key = map(str, self.server_files())
+        auth = ["--enable-supernode-auth"] if self.authorized_keys else []
+        return ["--ssl-ca-certfile", ca, "--ssl-certfile", cert, "--ssl-keyfile", key, *auth]
+
+    def supernode_args(self) -> list[str]:
+        tls = ["--root-certificates", str(self.root_cert)] if self.root_cert else ["--insecure"]
+        return tls + (["--auth-supernode-private-key", str(self.key)] if self.key else [])
 
 
-def app_dir() -> Path:
-    """The Flower app folder (pyproject.toml with [tool.flwr.app]) that `flwr run` bundles."""
+APP_PACKAGES = ("fedge", "clients", "server")
+
+
+def stage_app(run_dir: Path) -> Path:
+    """Copy just the Flower app (pyproject.toml and the three packages) into the run folder.
+
+    `flwr run` bundles every file it finds under the app folder, walking all of it;
+    in the source folder that walk includes .venv and takes ~4 s of each run's start.
+    """
     root = Path(__file__).resolve().parent.parent
     pyproject = root / "pyproject.toml"
     if not pyproject.exists() or "[tool.flwr.app]" not in pyproject.read_text():
         raise LaunchError(f"fedge's Flower app folder was not found at {root}; install fedge from its "
                           "source folder (./dev, or pip install -e .)")
-    return root
+    staged = run_dir / "app" / "fedge"
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    shutil.copy2(pyproject, staged / "pyproject.toml")
+    for package in APP_PACKAGES:
+        shutil.copytree(root / package, staged / package, ignore=shutil.ignore_patterns("__pycache__"))
+    return staged
 
 
 def prepare_run(cfg: RunConfig) -> tuple[RunConfig, Path]:
@@ -60,47 +112,124 @@ def prepare_run(cfg: RunConfig) -> tuple[RunConfig, Path]:
     run_dir = out / name
     if (run_dir / "status.json").exists():
         raise LaunchError(f"run folder {run_dir} already holds a finished run; choose another --name")
+    if (run_dir / CHECKPOINT_FILE).exists():
+        raise LaunchError(f"run folder {run_dir} holds an interrupted run; continue it with "
+                          f"`fedge server --resume {run_dir}`, or choose another --name")
     return cfg.replace(out=str(out), name=name), run_dir
 
 
-def simulate(cfg: RunConfig) -> int:
-    """Run every client as a virtual SuperNode on Flower's simulation engine."""
+def resume_run(run_dir: Path) -> tuple[RunConfig, Path]:
+    """The config of an interrupted run, read back from its folder; the ServerApp resumes it."""
+    run_dir = Path(run_dir).expanduser().resolve()
+    run_config = run_dir / RUN_CONFIG_FILE
+    if not run_config.exists():
+        raise LaunchError(f"{run_dir} is not a fedge run folder (it has no {RUN_CONFIG_FILE})")
+    if not (run_dir / CHECKPOINT_FILE).exists():
+        raise LaunchError(f"{run_dir} has no completed round to resume from (no {CHECKPOINT_FILE}); "
+                          "start a new run instead")
+    folder = RunFolder(run_dir)
+    status = folder.read_status()
+    if status and status["status"] != FAILED:
+        raise LaunchError(f"{run_dir} holds a {status['status']} run; there is nothing to resume")
+    folder.file(STATUS_FILE).unlink(missing_ok=True)
+    return RunConfig.from_flower(tomllib.loads(run_config.read_text())), run_dir
+
+
+def simulate(cfg: RunConfig, ray_address: str = "") -> int:
+    """Run every client as a virtual SuperNode on Flower's simulation engine.
+
+    With `ray_address`, the engine attaches to that running Ray cluster (Ray reads
+    RAY_ADDRESS) instead of starting one on this machine.
+    """
     cfg, run_dir = prepare_run(cfg.replace(min_clients=cfg.clients))
     print(f"fedge: simulating {cfg.clients} clients on {cfg.dataset} ({cfg.partition}), "
           f"{cfg.num_rounds} rounds, run folder {run_dir}", flush=True)
-    with ProcessSet(flower_env(run_dir / "flwr-home"), run_dir / "logs") as processes:
-        port = _start_superlink(processes, "127.0.0.1", port=free_port(), extra=["--insecure", "--simulation"])
-        return _submit_and_follow(processes, cfg, run_dir, f"127.0.0.1:{port}",
+    env = flower_env(run_dir / "flwr-home")
+    if ray_address:
+        split_address(ray_address)
+        env["RAY_ADDRESS"] = ray_address
+    with ProcessSet(env, run_dir / "logs") as processes:
+        port = start_superlink(processes, "127.0.0.1", free_port(), ["--insecure", "--simulation"])
+        write_connection(Path(processes.env["FLWR_HOME"]), f"127.0.0.1:{port}")
+        return _submit_and_follow(processes, cfg, run_dir,
                                   [f"num-supernodes={cfg.clients}", "client-resources-num-cpus=1"])
 
 
-def serve(cfg: RunConfig, address: str, security: Security) -> int:
-    """Start a SuperLink on `address`, submit the run, follow it until it ends."""
+def serve(cfg: RunConfig, address: str, security: Security, resume: Path | None = None) -> int:
+    """Start a SuperLink on `address`, submit the run (or resume one), follow it until it ends."""
     host, port = split_address(address)
     security.check(host)
-    cfg, run_dir = prepare_run(cfg)
+    cfg, run_dir = resume_run(resume) if resume else prepare_run(cfg)
     print(f"fedge: server on {address}, waiting for {cfg.min_clients} client(s), {cfg.num_rounds} rounds, "
-          f"run folder {run_dir}", flush=True)
+          f"run folder {run_dir}{' (resuming)' if resume else ''}", flush=True)
     with ProcessSet(flower_env(run_dir / "flwr-home"), run_dir / "logs") as processes:
-        _start_superlink(processes, host, port, extra=["--insecure", "--database", str(run_dir / "state.db")])
-        return _submit_and_follow(processes, cfg, run_dir, f"{host}:{port}", [])
+        ca = security.certs / CA_CERT if security.certs else None
+        start_superlink(processes, host, port, [*security.superlink_args(), "--database", str(run_dir / "state.db")],
+                        ca)
+        write_connection(Path(processes.env["FLWR_HOME"]), f"{host}:{port}", ca)
+        for public_key in security.device_keys():
+            _register(processes, public_key)
+        return _submit_and_follow(processes, cfg, run_dir, [])
 
 
-def join(server: str, node_config: dict[str, str | int], security: Security) -> int:
-    """Start this device's SuperNode; it serves the server's rounds until stopped."""
+def join(server: str, node_config: dict[str, str | int], security: Security, warm: bool = True) -> int:
+    """Start this device's SuperNode; it serves the server's rounds until stopped or refused.
+
+    `warm` (the default) runs each ClientApp in a process forked from a warm parent
+    (fedge.warm_executor) instead of Flower's fresh process per message.
+    """
     host, _ = split_address(server)
     security.check(host)
     home = Path(tempfile.mkdtemp(prefix="fedge-client-"))
+    refusal = home / "refused.txt"
+    node_config = {**node_config, REPORT_FILE: str(refusal)}
+    runtime_port = free_port()
     with ProcessSet(flower_env(home), home / "logs") as processes:
         node = processes.start(
-            ["flower-supernode", "--insecure", "--superlink", server,
+            ["flower-supernode", *security.supernode_args(), "--superlink", server,
              "--node-config", " ".join(f"{k}={json.dumps(v)}" for k, v in node_config.items()),
-             "--host", "127.0.0.1", "--port", str(free_port())], "supernode.log")
-        print(f"fedge: client connected to {server} as SuperNode (PID {node.pid}); Ctrl+C to leave", flush=True)
-        code = node.wait()
-        print(f"fedge: SuperNode exited with code {code}; last lines of its log:\n"
-              f"{tail(home / 'logs' / 'supernode.log')}", file=sys.stderr)
-        return code or 1
+             "--isolation", "process" if warm else "subprocess",
+             "--host", "127.0.0.1", "--port", str(runtime_port)], "supernode.log")
+        if warm:
+            processes.start([sys.executable, "-m", "fedge.warm_executor", "--runtime-api-address",
+                             f"127.0.0.1:{runtime_port}", "--node-config", json.dumps(node_config),
+                             "--parent-pid", str(node.pid)], "warm-executor.log")
+        print(f"fedge: client started as SuperNode (PID {node.pid}), serving {server}; Ctrl+C to leave", flush=True)
+        try:
+            return _serve_until_done(node, refusal, home / "logs" / "supernode.log", server, security)
+        finally:
+            processes.stop()
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _serve_until_done(node: subprocess.Popen, refusal: Path, log: Path, server: str, security: Security) -> int:
+    """Wait while the SuperNode serves; turn a refusal or a failed connection into a clear error."""
+    while node.poll() is None and not refusal.exists():
+        time.sleep(0.5)
+    if refusal.exists():
+        raise LaunchError(refusal.read_text().strip())
+    reason = connection_failure(log.read_text(errors="replace"), server, security)
+    if reason:
+        raise LaunchError(reason)
+    print(f"fedge: SuperNode exited with code {node.returncode}; last lines of its log:\n{tail(log)}",
+          file=sys.stderr)
+    return node.returncode or 1
+
+
+def connection_failure(log: str, server: str, security: Security) -> str:
+    """Why the SuperNode could not join, in the user's terms; "" when its log does not say."""
+    if "Failed to initialize the connection to the SuperLink" not in log:
+        return ""
+    if "CERTIFICATE_VERIFY_FAILED" in log:
+        return (f"the server at {server} presented a TLS certificate not signed by --root-cert {security.root_cert}: "
+                "use the ca.pem from the server's `fedge certs` folder (or this is not your server)")
+    if "Failed to activate SuperNode" in log and security.key:
+        return (f"the server at {server} does not admit this device: the public key of --key {security.key} is "
+                f"not among its --authorized-keys. Ask its operator to add {security.key.name}.pub and restart")
+    if "SSL" in log and not security.root_cert:
+        return f"the server at {server} uses TLS: pass --root-cert with the ca.pem from its `fedge certs` folder"
+    detail = log.split("Failed to initialize the connection to the SuperLink.", 1)[1].strip().splitlines()
+    return f"could not connect to the server at {server}: {detail[0] if detail else 'no reason given'}"
 
 
 def describe_data(path: str, label_column: str) -> str:
@@ -111,38 +240,53 @@ def describe_data(path: str, label_column: str) -> str:
             f"{len(labels)} label(s): {', '.join(labels[:10])}{' …' if len(labels) > 10 else ''}")
 
 
-def _start_superlink(processes: ProcessSet, host: str, port: int, extra: list[str]) -> int:
+def start_superlink(processes: ProcessSet, host: str, port: int, extra: list[str], ca: Path | None = None) -> int:
+    """Start flower-superlink with fedge's settings and wait until it answers."""
     link = processes.start(["flower-superlink", *extra, "--host", host, "--port", str(port),
                             "--disable-runtime-dependency-installation"], "superlink.log")
-    wait_healthy(host, port, link, processes.log_dir / "superlink.log")
+    wait_healthy(host, port, link, processes.log_dir / "superlink.log", ca)
     return port
 
 
-def _submit_and_follow(processes: ProcessSet, cfg: RunConfig, run_dir: Path, control: str,
-                       federation_config: list[str]) -> int:
+def _register(processes: ProcessSet, public_key: Path) -> None:
+    """Admit one device: the SuperLink accepts only SuperNodes whose public keys were registered."""
+    result = subprocess.run(["flwr", "supernode", "register", str(public_key), CONNECTION], env=processes.env,
+                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise LaunchError(f"registering the device key {public_key} failed:\n{result.stdout}{result.stderr}")
+    print(f"fedge: device key {public_key.name} registered", flush=True)
+
+
+def _submit_and_follow(processes: ProcessSet, cfg: RunConfig, run_dir: Path, federation_config: list[str]) -> int:
     folder = RunFolder(run_dir)
-    _write_connection(Path(processes.env["FLWR_HOME"]), control)
-    run_config = run_dir / "run-config.toml"
+    run_config = run_dir / RUN_CONFIG_FILE
     run_config.write_text(tomli_w.dumps(cfg.to_flower()))
-    args = ["flwr", "run", str(app_dir()), CONNECTION, "--run-config", str(run_config), "--stream"]
+    args = ["flwr", "run", str(stage_app(run_dir)), CONNECTION, "--run-config", str(run_config), "--stream"]
     for item in federation_config:
         args += ["--federation-config", item]
     runner = processes.start(args, "flwr-run.log")
-    _follow(folder.file(PROGRESS_FILE), runner)
+    _follow(folder, runner)
     return _report(folder, processes.log_dir / "flwr-run.log")
 
 
-def _write_connection(flwr_home: Path, address: str) -> None:
+def write_connection(flwr_home: Path, address: str, ca: Path | None = None) -> None:
+    """The `flwr` CLI's connection to our SuperLink, in a run-local FLWR_HOME."""
     flwr_home.mkdir(parents=True, exist_ok=True)
-    (flwr_home / "config.toml").write_text(tomli_w.dumps(
-        {"superlink": {"default": CONNECTION, CONNECTION: {"address": address, "insecure": True}}}))
+    connection = {"address": address, "root-certificates": str(ca)} if ca else {"address": address, "insecure": True}
+    (flwr_home / "config.toml").write_text(tomli_w.dumps({"superlink": {"default": CONNECTION, CONNECTION: connection}}))
 
 
-def _follow(progress: Path, runner: subprocess.Popen) -> None:
-    """Print the ServerApp's progress lines as they appear, until `flwr run` ends."""
-    printed = 0
+def _follow(folder: RunFolder, runner: subprocess.Popen) -> None:
+    """Print the ServerApp's new progress lines as they appear, until the run reports its end.
+
+    The ServerApp writes status.json last; once it is there, nothing is left to wait
+    for (`flwr run --stream` itself lingers for seconds while the runtime shuts down).
+    A resumed run's earlier lines were printed before; only new ones are.
+    """
+    progress = folder.file(PROGRESS_FILE)
+    printed = len(progress.read_text().splitlines()) if progress.exists() else 0
     while True:
-        done = runner.poll() is not None
+        done = runner.poll() is not None or folder.read_status() is not None
         if progress.exists():
             lines = progress.read_text().splitlines()
             for line in lines[printed:]:

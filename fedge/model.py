@@ -76,8 +76,8 @@ def save_model(path: Path, model: TrainedModel) -> None:
         "state_dict": model.state_dict,
         "scaler_mean": torch.from_numpy(np.asarray(model.scaler.mean, dtype=np.float64)),
         "scaler_std": torch.from_numpy(np.asarray(model.scaler.std, dtype=np.float64)),
-        "classes": list(model.classes),
-        "feature_names": list(model.feature_names),
+        "classes": [str(c) for c in model.classes],  # numpy strings would not load with weights_only
+        "feature_names": [str(n) for n in model.feature_names],
     }
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)

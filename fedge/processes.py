@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,10 @@ def flower_env(flwr_home: Path) -> dict[str, str]:
     env.setdefault("FLWR_TELEMETRY_ENABLED", "0")  # off unless the user turned it on
     env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
     env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"
+    env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.1")  # default 1 s: start apps sooner
+    # Ray listens on every interface unless it treats the machine as a single, non-cluster node;
+    # Flower passes no bind address to ray.init, so this is the switch (measured: then all on 127.0.0.1).
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     env["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "0"  # silences a Ray FutureWarning
     env["PYTHONWARNINGS"] = "ignore::DeprecationWarning,ignore::FutureWarning"
     return env
@@ -112,16 +117,19 @@ def pids_with_token(token: str) -> list[int]:
     return found
 
 
-def wait_healthy(host: str, port: int, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    """Wait until a SuperLink answers on /health; fail early if it exits."""
+def wait_healthy(host: str, port: int, process: subprocess.Popen, log: Path, ca: Path | None = None,
+                 timeout: float = 60.0) -> None:
+    """Wait until a SuperLink answers on /health (over TLS when `ca` is given); fail early if it exits."""
     host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"{'https' if ca else 'http'}://{host}:{port}/health"
+    context = ssl.create_default_context(cafile=str(ca)) if ca else None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"flower-superlink exited with code {process.returncode}; "
                                f"last lines of {log}:\n{tail(log)}")
         try:
-            with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=1):
+            with urllib.request.urlopen(url, timeout=1, context=context):
                 return
         except OSError:
             time.sleep(0.2)

@@ -20,6 +20,7 @@ PROGRESS_FILE = "progress.log"
 STATUS_FILE = "status.json"
 MODEL_FILE = "model.pt"
 REPLIES_FILE = "replies.jsonl"
+CHECKPOINT_FILE = "checkpoint.npz"
 
 COMPLETED = "completed"
 COMPLETED_WITH_FAILURES = "completed-with-failures"

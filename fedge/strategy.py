@@ -26,8 +26,10 @@ from flwr.serverapp.strategy import (
     Strategy,
 )
 
+from fedge.compression import DecompressUpdates
 from fedge.config import RunConfig
 from fedge.privacy import UNIFORM_WEIGHT, sampled_clients
+from fedge.validation import RejectHook, ValidatedStrategy
 
 Params = Callable[[RunConfig], dict[str, Any]]
 
@@ -64,8 +66,20 @@ _DP_WRAPPERS = {"server": DifferentialPrivacyServerSideFixedClipping,
                 "client": DifferentialPrivacyClientSideFixedClipping}
 
 
-def build_strategy(cfg: RunConfig) -> Strategy:
-    """Flower's strategy with fedge's sampling settings, wrapped for central DP if asked.
+def build_strategy(cfg: RunConfig, on_reject: RejectHook | None = None) -> Strategy:
+    """The strategy the server runs: Flower's, fed only valid, decompressed replies.
+
+    The layers, outermost first: DecompressUpdates (rebuild weights from a compressed
+    update), ValidatedStrategy (reject malformed replies), then `flower_strategy`.
+    """
+    strategy: Strategy = ValidatedStrategy(flower_strategy(cfg), cfg.max_update_norm, on_reject)
+    if cfg.compress != "none":
+        strategy = DecompressUpdates(strategy, cfg.compress)
+    return strategy
+
+
+def flower_strategy(cfg: RunConfig) -> Strategy:
+    """Flower's strategy named in the run config, wrapped in Flower's central-DP wrapper if asked.
 
     Sampling takes `fraction` of the connected clients, at least one; the run-wide
     minimum of connected clients is enforced by fedge before each round (bounded by
@@ -77,7 +91,7 @@ def build_strategy(cfg: RunConfig) -> Strategy:
     if cfg.dp != "none":
         sampling["weighted_by_key"] = UNIFORM_WEIGHT
     cls, params = STRATEGIES[cfg.strategy]
-    strategy = cls(**sampling, **params(cfg))
+    strategy: Strategy = cls(**sampling, **params(cfg))
     if cfg.dp in _DP_WRAPPERS:
         strategy = _DP_WRAPPERS[cfg.dp](strategy, noise_multiplier=cfg.noise_multiplier,
                                         clipping_norm=cfg.clip_norm, num_sampled_clients=sampled_clients(cfg))

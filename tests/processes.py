@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -24,9 +27,10 @@ class Tagged:
         return subprocess.run([FEDGE, *args], env=self.env, cwd=cwd, capture_output=True, text=True,
                               timeout=timeout)
 
-    def start(self, args: list[str], log: Path, cwd: Path | None = None) -> subprocess.Popen:
+    def start(self, args: list[str], log: Path, cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.Popen:
         with log.open("w") as out:
-            process = subprocess.Popen([FEDGE, *args], env=self.env, cwd=cwd, stdout=out,
+            process = subprocess.Popen([FEDGE, *args], env={**self.env, **(env or {})}, cwd=cwd, stdout=out,
                                        stderr=subprocess.STDOUT)
         self.started.append(process)
         return process
@@ -59,3 +63,94 @@ class Tagged:
             except OSError:
                 continue
         return found
+
+
+def wait_for_line(path: Path, text: str, process: subprocess.Popen, timeout: float) -> str:
+    """Wait until `text` appears in the log at `path`; fail early if `process` ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = path.read_text() if path.exists() else ""
+        if text in content:
+            return content
+        if process.poll() is not None:
+            raise AssertionError(f"process ended (code {process.returncode}) before {text!r}:\n{content}")
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} did not appear in {path} within {timeout:g}s")
+
+
+def demo_client(server: str, partition: int, partitions: int) -> list[str]:
+    """`fedge client` on one partition of the digits demo data: no file to write."""
+    return ["client", "--server", server, "--dataset", "digits", "--partition-id", str(partition),
+            "--num-partitions", str(partitions)]
+
+
+class PeakMemory(threading.Thread):
+    """Samples the resident memory of each root process plus its descendants; keeps the peaks."""
+
+    def __init__(self, roots: list[int], interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.roots, self.interval = roots, interval
+        self.peaks = {root: 0 for root in roots}  # bytes
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            parents, rss = _process_table()
+            for root in self.roots:
+                tree, frontier = {root}, [root]
+                while frontier:
+                    children = [pid for pid, parent in parents.items() if parent in frontier]
+                    tree.update(children)
+                    frontier = children
+                self.peaks[root] = max(self.peaks[root], sum(rss.get(pid, 0) for pid in tree))
+
+    def stop(self) -> dict[int, int]:
+        self.done.set()
+        self.join()
+        return self.peaks
+
+
+def _process_table() -> tuple[dict[int, int], dict[int, int]]:
+    parents, rss = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields["PPid"])
+        rss[int(entry.name)] = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+    return parents, rss
+
+
+def listening_addresses(tag: str) -> set[str]:
+    """Local addresses (host:port) on which processes carrying this tag listen for TCP."""
+    needle = f"{TAG_VAR}={tag}".encode()
+    inodes = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and needle in (entry / "environ").read_bytes().split(b"\0"):
+                inodes.update(link.readlink().name[8:-1] for link in (entry / "fd").iterdir()
+                              if link.readlink().name.startswith("socket:["))
+        except OSError:
+            continue
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                found.add(_address(fields[1]))
+    return found
+
+
+def _address(hex_address: str) -> str:
+    host, port = hex_address.split(":")
+    raw = bytes.fromhex(host)
+    if len(raw) == 4:
+        ip = ".".join(str(b) for b in reversed(raw))
+    else:  # IPv6 as four little-endian 32-bit words
+        words = [raw[i:i + 4][::-1] for i in range(0, 16, 4)]
+        ip = ipaddress.IPv6Address(b"".join(words)).compressed
+        ip = str(ipaddress.IPv6Address(ip).ipv4_mapped or ip)
+    return f"{ip}:{int(port, 16)}"

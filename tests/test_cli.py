@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from fedge.config import STRATEGIES
 from tests.processes import Tagged
 
 
@@ -50,9 +51,30 @@ def test_client_with_a_bad_cell_names_line_and_column(fedge, tmp_path: Path):
      "fedge server: error: address 'localhost' is not HOST:PORT (e.g. 127.0.0.1:9092)"),
     (["server", "--address", "10.1.2.3:9092"],
      "fedge server: error: 10.1.2.3 is not a loopback address: an unencrypted connection would expose model "
-     "updates on the network. Pass --insecure to accept that explicitly."),
+     "updates on the network. Use TLS (`fedge certs`, then --certs on the server, --root-cert on clients) or "
+     "pass --insecure to accept that explicitly."),
+    (["simulate", "--strategy", "fedfoo"],
+     f"fedge simulate: error: --strategy 'fedfoo' is not valid: expected one of {', '.join(STRATEGIES)}"),
+    (["simulate", "--fraction-evaluate", "0"],
+     "fedge simulate: error: --fraction-evaluate 0.0 is not valid: expected a number in (0, 1]"),
+    (["simulate", "--max-update-norm", "-1"],
+     "fedge simulate: error: --max-update-norm -1.0 is not valid: expected a number ≥ 0 (0: no limit)"),
+    (["server", "--round-timeout", "0"],
+     "fedge server: error: --round-timeout 0.0 is not valid: expected a number of seconds > 0"),
+    (["server", "--resume", "nowhere"], "fedge server: error: {tmp}/nowhere is not a fedge run folder "
+                                        "(it has no run-config.toml)"),
+    (["server", "--resume", "nowhere", "--rounds", "3"],
+     "fedge server: error: --resume continues the run with its own options (from its run-config.toml); drop "
+     "the other run options"),
+    (["client", "--server", "localhost", "--dataset", "digits", "--partition-id", "0", "--num-partitions", "2"],
+     "fedge client: error: address 'localhost' is not HOST:PORT (e.g. 127.0.0.1:9092)"),
+    (["client", "--server", "10.1.2.3:9092", "--dataset", "digits", "--partition-id", "0", "--num-partitions", "2"],
+     "fedge client: error: 10.1.2.3 is not a loopback address: an unencrypted connection would expose model "
+     "updates on the network. Use TLS (`fedge certs`, then --certs on the server, --root-cert on clients) or "
+     "pass --insecure to accept that explicitly."),
 ])
 def test_bad_options_are_refused_before_anything_starts(fedge, tmp_path: Path, args, message):
-    result = fedge.run([*args, "--out", str(tmp_path)], timeout=60)
-    _fails(result, message)
+    out = [] if args[0] == "client" or "--resume" in args else ["--out", str(tmp_path)]
+    result = fedge.run([*args, *out], timeout=60, cwd=tmp_path)
+    _fails(result, message.replace("{tmp}", str(tmp_path)))
     assert list(tmp_path.iterdir()) == []

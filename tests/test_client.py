@@ -11,6 +11,7 @@ from fedge import client
 from fedge.config import RunConfig
 from fedge.data import DataError, FeatureStats, Scaler, load_file
 from fedge.model import ModelSpec, build
+from fedge.refusal import REFUSAL, REPORT_FILE
 
 CFG = RunConfig(hidden=(16,), local_epochs=1)
 
@@ -61,12 +62,14 @@ def test_train_reply_holds_only_model_shaped_arrays_and_scalars(digits_csv: Path
     assert all(changed)
 
 
-def test_evaluate_reply_reports_loss_and_accuracy_on_held_out_rows(digits_csv: Path):
+def test_train_reply_first_evaluates_the_incoming_model(digits_csv: Path):
     source = client.data_source({"data-path": str(digits_csv)}, CFG)
     content = _round_content(load_file(digits_csv), tuple(str(i) for i in range(10)))
-    metrics = client.evaluate_reply(content, source, CFG)["metrics"]
-    assert metrics["num-examples"] == 6
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["loss"] > 0
+    trained = client.train_reply(content, source, CFG)["metrics"]
+    evaluated = client.evaluate_reply(content, source, CFG)["metrics"]
+    assert evaluated["num-examples"] == evaluated["eval-examples"] == trained["eval-examples"] == 6
+    assert trained["eval-loss"] == evaluated["eval-loss"] > 0
+    assert trained["eval-accuracy"] == evaluated["eval-accuracy"] <= 0.5  # an untrained model
 
 
 def test_labels_outside_the_run_classes_are_refused_with_file_and_row(digits_csv: Path):
@@ -74,3 +77,26 @@ def test_labels_outside_the_run_classes_are_refused_with_file_and_row(digits_csv
     content = _round_content(load_file(digits_csv), ("0", "1"))
     with pytest.raises(DataError, match=r"device.csv, data row \d+: label '\d' is not one of the run's classes \(0, 1\)"):
         client.train_reply(content, source, CFG)
+
+
+def _refusal(reason: str, classes) -> RecordDict:
+    return RecordDict({REFUSAL: ConfigRecord({"reason": reason, "classes": list(classes)})})
+
+
+def test_a_refused_device_writes_why_in_terms_of_its_own_file(digits_csv: Path, tmp_path: Path):
+    source = client.data_source({"data-path": str(digits_csv)}, CFG)
+    report = tmp_path / "refused.txt"
+    assert client.refusal_reply(_refusal("64 features where the run has 3", map(str, range(10))), source,
+                                {REPORT_FILE: str(report)}) == RecordDict()
+    assert report.read_text() == f"{digits_csv}: the server refused this device: 64 features where the run has 3\n"
+
+
+def test_a_device_refused_for_its_labels_is_told_the_first_row(digits_csv: Path, tmp_path: Path):
+    source = client.data_source({"data-path": str(digits_csv)}, CFG)
+    report = tmp_path / "refused.txt"
+    client.refusal_reply(_refusal("labels 2, 3 are not among the run's classes", ("0", "1")), source,
+                         {REPORT_FILE: str(report)})
+    row = next(i for i, label in enumerate(load_file(digits_csv).labels) if label not in ("0", "1"))
+    label = load_file(digits_csv).labels[row]
+    assert report.read_text() == (f"{digits_csv}, data row {row + 1}: label '{label}' is not one of the run's "
+                                  "classes (0, 1); the server refused this device\n")

@@ -100,3 +100,12 @@ def test_labels_are_encoded_through_the_run_class_list():
 def test_classes_sort_numerically_when_numeric():
     assert sorted_classes({"10", "2", "1"}) == ("1", "2", "10")
     assert sorted_classes({"cat", "ant"}) == ("ant", "cat")
+
+
+def test_label_column_may_stand_anywhere_and_blank_lines_are_skipped(tmp_path: Path):
+    path = tmp_path / "data.csv"
+    path.write_text("a,label,b\n1,x,2\n\n3,y,4\n")
+    table = load_file(path)
+    assert table.feature_names == ("a", "b")
+    np.testing.assert_array_equal(table.features, [[1, 2], [3, 4]])
+    assert table.labels.tolist() == ["x", "y"]

@@ -39,3 +39,11 @@ def test_model_file_round_trips_with_identical_predictions(tmp_path: Path, digit
     assert loaded.feature_names == train.feature_names
     np.testing.assert_array_equal(loaded.predict_proba(test.features), model.predict_proba(test.features))
     assert not (tmp_path / "model.pt.tmp").exists()
+
+
+def test_numpy_string_classes_still_load(tmp_path: Path):
+    spec = ModelSpec(2, (3,), 2)
+    classes = tuple(np.array(["no", "yes"]))  # numpy str_, as sorting a label array gives
+    model = TrainedModel(spec, build(spec).state_dict(), Scaler(np.zeros(2), np.ones(2)), classes, ("a", "b"))
+    save_model(tmp_path / "m.pt", model)
+    assert load_model(tmp_path / "m.pt").classes == ("no", "yes")

@@ -1,6 +1,8 @@
 """`fedge simulate` end to end on Flower's simulation engine (real SuperLink, Ray, apps)."""
 
 import json
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,35 @@ def test_dirichlet_run_completes_and_writes_all_files(fedge, tmp_path: Path):
     for name in ("metrics.json", "metrics.csv", "model.pt", "config.json", "status.json", "replies.jsonl"):
         assert (run_dir / name).exists(), name
     assert json.loads((run_dir / "config.json").read_text())["partition"] == "dirichlet"
+
+
+def test_ctrl_c_stops_every_process_it_started(fedge, tmp_path: Path):
+    log = tmp_path / "out.log"
+    process = fedge.start(["simulate", "--rounds", "50", "--out", str(tmp_path), "--name", "stopped"], log)
+    deadline = time.time() + 120
+    while "round 1/50" not in log.read_text() and time.time() < deadline:
+        time.sleep(0.5)
+    assert "round 1/50" in log.read_text()
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert "fedge: interrupted; every process fedge started has been stopped" in log.read_text()
+    assert fedge.leftovers() == []
+
+
+def test_plain_flwr_run_uses_the_app_from_pyproject(fedge, tmp_path: Path):
+    """`flwr run .` against a SuperLink, as Flower users do, without fedge's CLI."""
+    from fedge.launch import start_superlink, write_connection
+    from fedge.processes import ProcessSet, flower_env, free_port
+
+    home = tmp_path / "flwr-home"
+    with ProcessSet({**flower_env(home), **{k: v for k, v in fedge.env.items() if k == "FEDGE_TEST_TAG"}},
+                    tmp_path / "logs") as processes:
+        port = start_superlink(processes, "127.0.0.1", free_port(), ["--insecure", "--simulation"])
+        write_connection(home, f"127.0.0.1:{port}")
+        runner = processes.start(["flwr", "run", str(ROOT), "fedge", "--stream", "--run-config",
+                                  f"num-rounds=2 dataset='iris' out='{tmp_path}' name='plain'",
+                                  "--federation-config", "num-supernodes=3"], "flwr-run.log")
+        assert runner.wait(timeout=300) == 0
+    status = json.loads((tmp_path / "plain" / "status.json").read_text())
+    assert status["status"] == "completed" and status["rounds"] == 2
+    assert len(read_metrics(tmp_path / "plain")) == 2

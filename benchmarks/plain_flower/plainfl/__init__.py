@@ -1,0 +1,1 @@
+"""Plain Flower baseline app (quickstart-pytorch pattern)."""

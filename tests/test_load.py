@@ -1,0 +1,50 @@
+"""Twenty real client processes on 127.0.0.1 through five rounds; nothing left running afterwards."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from fedge.processes import free_port
+from fedge.results import read_metrics
+from tests.processes import PeakMemory, Tagged, demo_client
+
+pytestmark = pytest.mark.slow
+CLIENTS = 20
+
+
+@pytest.fixture
+def fedge():
+    tagged = Tagged()
+    yield tagged
+    tagged.stop_all()
+    assert tagged.leftovers() == []
+
+
+def test_twenty_clients_five_rounds(fedge, tmp_path: Path):
+    address = f"127.0.0.1:{free_port()}"
+    server = fedge.start(["server", "--address", address, "--rounds", "5", "--min-clients", str(CLIENTS),
+                          "--fraction-train", "0.5", "--fraction-evaluate", "0.25", "--local-epochs", "1",
+                          "--dataset", "digits", "--out", str(tmp_path / "runs"), "--name", "load",
+                          "--wait-timeout", "300"], tmp_path / "server.log")
+    clients = []
+    for i in range(CLIENTS):  # devices come up one after another, not in one burst
+        clients.append(fedge.start(demo_client(address, i, CLIENTS), tmp_path / f"client{i}.log"))
+        time.sleep(0.5)
+    memory = PeakMemory([c.pid for c in clients])
+    memory.start()
+    assert server.wait(timeout=1500) == 0, (tmp_path / "server.log").read_text()
+    peaks = memory.stop()
+
+    rows = read_metrics(tmp_path / "runs" / "load")
+    assert [(r["train-clients"], r["train-failures"]) for r in rows] == [(10, 0)] * 5  # all sampled trained
+    assert [r["eval-clients"] for r in rows] == [5] * 5
+    assert rows[-1]["test-accuracy"] >= 0.85
+    assert json.loads((tmp_path / "runs" / "load" / "status.json").read_text())["status"] == "completed"
+    assert all(c.poll() is None for c in clients)  # every client served to the end
+    mib = sorted(peak / 2**20 for peak in peaks.values())
+    print(f"peak memory per client (fedge client + SuperNode + ClientApp): min {mib[0]:.0f} MiB, "
+          f"median {mib[len(mib) // 2]:.0f} MiB, max {mib[-1]:.0f} MiB; round seconds "
+          f"{[r['seconds'] for r in rows]}")
+    assert mib[-1] < 1024
