@@ -27,15 +27,14 @@ MODELS = {  # name -> fedge simulate options
 
 
 def run(model: str, method: str, rounds: int, out: Path) -> tuple[float, float, int]:
-    """(mean bytes per training reply, final test accuracy, parameters) of one simulation."""
+    """(mean bytes per training reply, final test accuracy, numbers in a reply) of one simulation."""
     subprocess.run([FEDGE, "simulate", *MODELS[model], "--clients", "10", "--rounds", str(rounds),
                     "--compress", method, "--out", str(out), "--name", "run"], check=True, capture_output=True)
     replies = [json.loads(line) for line in (out / "run" / "replies.jsonl").read_text().splitlines()]
     sizes = [r["array-bytes"] for r in replies if r["type"] == "train" and "array-bytes" in r]
     accuracy = json.loads((out / "run" / "metrics.json").read_text())["rounds"][-1]["test-accuracy"]
     first = next(r for r in replies if r["type"] == "train")["arrays"]
-    parameters = sum(_count(v["shape"]) for k, v in first.items() if not k.endswith(".scale"))
-    return statistics.mean(sizes), accuracy, parameters
+    return statistics.mean(sizes), accuracy, sum(_count(v["shape"]) for v in first.values())
 
 
 def _count(shape: list[int]) -> int:
@@ -54,11 +53,12 @@ def main() -> None:
     lines = ["| model | parameters | --compress | bytes per client per round | vs none | final test accuracy | "
              "accuracy change (points) |", "|---|---|---|---|---|---|---|"]
     for model in args.models.split(","):
-        baseline: tuple[float, float] | None = None
+        baseline: tuple[float, float, int] | None = None
         for method in ("none", "fp16", "int8"):
             with tempfile.TemporaryDirectory(prefix="fedge-bench-") as tmp:
-                size, accuracy, parameters = run(model, method, args.rounds, Path(tmp))
-            baseline = baseline or (size, accuracy)
+                size, accuracy, numbers = run(model, method, args.rounds, Path(tmp))
+            baseline = baseline or (size, accuracy, numbers)  # uncompressed: one number per parameter
+            parameters = baseline[2]
             lines.append(f"| {model} | {parameters:,} | {method} | {size:,.0f} | {baseline[0] / size:.2f}× fewer | "
                          f"{accuracy:.4f} | {100 * (accuracy - baseline[1]):+.2f} |")
             print(lines[-1], flush=True)
