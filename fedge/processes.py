@@ -91,9 +91,22 @@ class ProcessSet:
             except subprocess.TimeoutExpired:
                 _signal_group(process.pid, signal.SIGKILL)
                 process.wait()
-        for pid in pids_with_token(self.token):
-            _kill(pid)
+        self._kill_leftovers()
         shutil.rmtree(self.ray_tmp, ignore_errors=True)
+
+    def _kill_leftovers(self, timeout: float = 10.0) -> None:
+        """SIGKILL whatever still carries the run token, until nothing does.
+
+        One pass is not enough: Ray's raylet restarts its dashboard and runtime-env
+        agents as they die, so the survivors are frozen (SIGSTOP) before any is killed.
+        """
+        deadline = time.monotonic() + timeout
+        while (pids := pids_with_token(self.token)) and time.monotonic() < deadline:
+            for pid in pids:
+                _send(pid, signal.SIGSTOP)
+            for pid in pids:
+                _send(pid, signal.SIGKILL)
+            time.sleep(0.05)
 
     def __enter__(self) -> ProcessSet:
         return self
@@ -150,8 +163,8 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         pass
 
 
-def _kill(pid: int) -> None:
+def _send(pid: int, sig: signal.Signals) -> None:
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
