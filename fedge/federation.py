@@ -153,10 +153,11 @@ class _Federation:
     def _query(self, nodes: Iterable[int]) -> tuple[list[ClientReport], dict[int, str]]:
         messages = [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in nodes]
         replies = send_and_receive(self.grid, messages, QUERY_TIMEOUT)
+        node_of = destinations(messages)
         reports, failures = [], {}
         for reply in replies:
             self.folder.record_reply(describe_reply(reply))
-            node = reply.metadata.src_node_id
+            node = node_of[reply.metadata.reply_to_message_id]
             if reply.has_error():
                 failures[node] = reply.error.reason
                 continue
@@ -164,9 +165,7 @@ class _Federation:
             reports.append(ClientReport(node, tuple(schema["feature-names"]), frozenset(schema["labels"]),
                                         stats_from_record(stats["num-examples"], stats["sums"],
                                                           stats["squares"])))
-        answered = {r.metadata.src_node_id for r in replies}
-        failures.update({m.metadata.dst_node_id: "no reply in time" for m in messages
-                         if m.metadata.dst_node_id not in answered})
+        failures.update({node: "no reply in time" for node in unanswered(node_of, replies)})
         return reports, failures
 
     # --- rounds ----------------------------------------------------------------------
@@ -249,15 +248,16 @@ class _Federation:
         if not messages:
             return 0, []
         replies = send_and_receive(self.grid, messages, self.cfg.round_timeout)
-        answered = {r.metadata.src_node_id for r in replies}
-        late = [m.metadata.dst_node_id for m in messages if m.metadata.dst_node_id not in answered]
+        node_of = destinations(messages)
+        late = unanswered(node_of, replies)
         if late:
             self._say(f"no reply within --round-timeout {self.cfg.round_timeout:g}s from node(s) "
                       f"{', '.join(map(str, late))}", WARNING)
         for reply in replies:
             self.folder.record_reply(describe_reply(reply))
             if reply.has_error():
-                self._say(f"node {reply.metadata.src_node_id} failed: {reply.error.reason}", WARNING)
+                self._say(f"node {node_of[reply.metadata.reply_to_message_id]} failed: {reply.error.reason}",
+                          WARNING)
         return len(messages), replies
 
     def _test_arrays(self, schema: RunSchema) -> tuple[np.ndarray, np.ndarray] | None:
@@ -288,6 +288,21 @@ def send_and_receive(grid: Grid, messages: list[Message], timeout: float) -> lis
             break
         time.sleep(REPLY_POLL_SECONDS)
     return replies
+
+
+def destinations(messages: Iterable[Message]) -> dict[str, int]:
+    """Node id of each pushed message, by message id.
+
+    Replies are matched to nodes through this, not through their sender: an error reply
+    that Flower makes itself (an upload that never completed) names the server's node.
+    """
+    return {m.metadata.message_id: m.metadata.dst_node_id for m in messages}
+
+
+def unanswered(node_of: dict[str, int], replies: Iterable[Message]) -> list[int]:
+    """Nodes whose message got no reply at all."""
+    answered = {reply.metadata.reply_to_message_id for reply in replies}
+    return [node for message_id, node in node_of.items() if message_id not in answered]
 
 
 def describe_reply(reply: Message) -> dict[str, Any]:

@@ -1,0 +1,37 @@
+"""The server's round loop, in process: how it counts and names replies that went wrong."""
+
+import time
+from pathlib import Path
+
+from flwr.app import Error, Message
+from flwr.common import Metadata
+
+from fedge.config import RunConfig
+from tests.inprocess import InProcessGrid, run_federation
+
+SERVER_NODE = 0  # the node id Flower's grid puts on error replies it makes itself
+LOST_UPLOAD = "Reply message objects are unavailable. The sender may not have completed the upload"
+
+
+class LostUploadGrid(InProcessGrid):
+    """Node 3's training replies arrive the way Flower reports an upload that never completed."""
+
+    def pull_messages(self, message_ids):
+        return [self._lost(reply) if reply.metadata.src_node_id == 3 and reply.metadata.message_type == "train"
+                else reply for reply in super().pull_messages(message_ids)]
+
+    @staticmethod
+    def _lost(reply: Message) -> Message:
+        metadata = Metadata(run_id=reply.metadata.run_id, message_id="", src_node_id=SERVER_NODE,
+                            dst_node_id=SERVER_NODE, message_type="system", group_id="", ttl=0,
+                            reply_to_message_id=reply.metadata.reply_to_message_id, created_at=time.time())
+        return Message(metadata=metadata, error=Error(code=1, reason=LOST_UPLOAD))
+
+
+def test_an_error_reply_made_by_flower_is_counted_against_the_node_it_was_sent_to(tmp_path: Path):
+    cfg = RunConfig(clients=4, num_rounds=2, local_epochs=1)
+    rows = run_federation(cfg, tmp_path, LostUploadGrid(cfg.replace(min_clients=4)))
+    assert [(r["train-clients"], r["train-failures"]) for r in rows] == [(3, 1), (3, 1)]
+    progress = (tmp_path / "progress.log").read_text()
+    assert progress.count(f"node 3 failed: {LOST_UPLOAD}") == 2
+    assert "no reply within" not in progress  # it did reply, with an error: it was not late
