@@ -10,20 +10,13 @@ from fedge.data import load_builtin
 from fedge.processes import free_port
 from fedge.results import read_metrics
 from tests.conftest import write_csv
-from tests.processes import Tagged
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def fedge():
-    tagged = Tagged()
-    yield tagged
-    tagged.stop_all()
-    assert tagged.leftovers() == []
 
-
-def test_server_and_three_clients_with_their_own_files(fedge, tmp_path: Path):
+@pytest.mark.parametrize("secure", [[], ["--secagg", "true"]], ids=["fedavg", "secagg"])
+def test_server_and_three_clients_with_their_own_files(fedge, tmp_path: Path, secure: list[str]):
     train, test = load_builtin("breast-cancer")
     slices = np.array_split(np.random.default_rng(0).permutation(len(train)), 3)
     files = [write_csv(tmp_path / f"device{i}.csv", train.take(rows)) for i, rows in enumerate(slices)]
@@ -32,7 +25,7 @@ def test_server_and_three_clients_with_their_own_files(fedge, tmp_path: Path):
 
     server = fedge.start(["server", "--address", address, "--rounds", "3", "--min-clients", "3",
                           "--test-data", str(tmp_path / "test.csv"), "--out", str(tmp_path / "runs"),
-                          "--name", "dep", "--wait-timeout", "120"], tmp_path / "server.log")
+                          "--name", "dep", "--wait-timeout", "120", *secure], tmp_path / "server.log")
     for i, path in enumerate(files):
         fedge.start(["client", "--server", address, "--data", str(path)], tmp_path / f"client{i}.log")
     assert server.wait(timeout=400) == 0, (tmp_path / "server.log").read_text()
@@ -46,5 +39,10 @@ def test_server_and_three_clients_with_their_own_files(fedge, tmp_path: Path):
     assert json.loads((run_dir / "status.json").read_text())["status"] == "completed"
     for name in ("metrics.csv", "model.pt", "config.json", "state.db"):
         assert (run_dir / name).exists(), name
+    if secure:  # Flower's SecAgg+ rounds: the server held masked vectors only, never fitres.parameters
+        uploads = [json.loads(line) for line in (run_dir / "replies.jsonl").read_text().splitlines()]
+        train = [u for u in uploads if u["type"] == "train"]
+        assert sum("masked_params" in u.get("secaggplus_configs", {}) for u in train) == 3 * 3
+        assert all(u.get("array-bytes", 0) == 0 for u in train)
     for path in files:  # the devices' files are untouched
         assert path.read_text().startswith("mean radius,")
