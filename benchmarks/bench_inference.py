@@ -26,7 +26,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmark this checkout's fedge

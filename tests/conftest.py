@@ -1,5 +1,6 @@
-"""Shared fixtures: small real data sets written the way a device would hold them, and one
-model trained in-process on digits (no Flower) with its ONNX exports."""
+"""Shared fixtures: the `fedge` command for end-to-end tests, small real data sets written the
+way a device would hold them, and one model trained in-process on digits (no Flower) with its
+ONNX exports."""
 
 from __future__ import annotations
 
@@ -14,6 +15,16 @@ from fedge.data import Table, load_builtin
 from fedge.model import TrainedModel, save_model
 from fedge.results import MODEL_FILE
 from fedge.training import TrainSettings, train_central
+from tests.processes import Tagged
+
+
+@pytest.fixture
+def fedge():
+    """Runs the real `fedge` command; afterwards stops what it started and checks nothing is left."""
+    tagged = Tagged()
+    yield tagged
+    tagged.stop_all()
+    assert tagged.leftovers() == []
 
 
 def write_csv(path: Path, table: Table, label_column: str = "label") -> Path:

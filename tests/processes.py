@@ -85,7 +85,11 @@ def demo_client(server: str, partition: int, partitions: int) -> list[str]:
 
 
 class PeakMemory(threading.Thread):
-    """Samples the resident memory of each root process plus its descendants; keeps the peaks."""
+    """Samples the memory of each root process plus its descendants; keeps the peaks.
+
+    Memory is PSS (proportional set size): a forked ClientApp shares its warm parent's
+    pages, and summing RSS would count those pages twice.
+    """
 
     def __init__(self, roots: list[int], interval: float = 0.5) -> None:
         super().__init__(daemon=True)
@@ -95,14 +99,13 @@ class PeakMemory(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(self.interval):
-            parents, rss = _process_table()
+            parents = _parents()
             for root in self.roots:
-                tree, frontier = {root}, [root]
+                tree, frontier = {root}, {root}
                 while frontier:
-                    children = [pid for pid, parent in parents.items() if parent in frontier]
-                    tree.update(children)
-                    frontier = children
-                self.peaks[root] = max(self.peaks[root], sum(rss.get(pid, 0) for pid in tree))
+                    frontier = {pid for pid, parent in parents.items() if parent in frontier}
+                    tree |= frontier
+                self.peaks[root] = max(self.peaks[root], sum(map(_pss, tree)))
 
     def stop(self) -> dict[int, int]:
         self.done.set()
@@ -110,18 +113,25 @@ class PeakMemory(threading.Thread):
         return self.peaks
 
 
-def _process_table() -> tuple[dict[int, int], dict[int, int]]:
-    parents, rss = {}, {}
+def _parents() -> dict[int, int]:
+    """Parent PID of every live process."""
+    parents = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
-            fields = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
-        except OSError:
+            if entry.name.isdigit():
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:  # ended meanwhile
             continue
-        parents[int(entry.name)] = int(fields["PPid"])
-        rss[int(entry.name)] = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
-    return parents, rss
+    return parents
+
+
+def _pss(pid: int) -> int:
+    """PSS of one process in bytes; 0 once it has ended."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return 0
+    return sum(int(line.split()[1]) * 1024 for line in rollup if line.startswith("Pss:"))
 
 
 def listening_addresses(tag: str) -> set[str]:

@@ -5,15 +5,7 @@ from pathlib import Path
 import pytest
 
 from fedge.config import STRATEGIES
-from tests.processes import Tagged
 
-
-@pytest.fixture
-def fedge():
-    tagged = Tagged()
-    yield tagged
-    tagged.stop_all()
-    assert tagged.leftovers() == []
 
 
 def _fails(result, message: str) -> None:

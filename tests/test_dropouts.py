@@ -16,13 +16,6 @@ from tests.processes import Tagged, demo_client, wait_for_line
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def fedge():
-    tagged = Tagged()
-    yield tagged
-    tagged.stop_all()
-    assert tagged.leftovers() == []
-
 
 def _server(fedge: Tagged, tmp_path: Path, address: str, *args: str):
     return fedge.start(["server", "--address", address, "--dataset", "digits", "--out", str(tmp_path / "runs"),

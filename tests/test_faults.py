@@ -9,18 +9,11 @@ import pytest
 
 from fedge.processes import free_port
 from fedge.results import read_metrics
-from tests.processes import Tagged, demo_client
+from tests.processes import demo_client
 
 pytestmark = pytest.mark.slow
 TAMPERED = Path(__file__).parent / "tampered"
 
-
-@pytest.fixture
-def fedge():
-    tagged = Tagged()
-    yield tagged
-    tagged.stop_all()
-    assert tagged.leftovers() == []
 
 
 def test_nan_updates_are_rejected_and_a_misfit_device_is_told_why(fedge, tmp_path: Path):

@@ -8,26 +8,18 @@ import pytest
 
 from fedge.processes import free_port
 from fedge.results import read_metrics
-from tests.processes import PeakMemory, Tagged, demo_client
+from tests.processes import PeakMemory, demo_client
 
 pytestmark = pytest.mark.slow
 CLIENTS = 20
 
 
-@pytest.fixture
-def fedge():
-    tagged = Tagged()
-    yield tagged
-    tagged.stop_all()
-    assert tagged.leftovers() == []
-
 
 def test_twenty_clients_five_rounds(fedge, tmp_path: Path):
     address = f"127.0.0.1:{free_port()}"
     server = fedge.start(["server", "--address", address, "--rounds", "5", "--min-clients", str(CLIENTS),
-                          "--fraction-train", "0.5", "--fraction-evaluate", "0.25", "--local-epochs", "1",
-                          "--dataset", "digits", "--out", str(tmp_path / "runs"), "--name", "load",
-                          "--wait-timeout", "300"], tmp_path / "server.log")
+                          "--fraction-train", "0.5", "--fraction-evaluate", "0.25", "--dataset", "digits",
+                          "--out", str(tmp_path / "runs"), "--name", "load", "--wait-timeout", "300"], tmp_path / "server.log")
     clients = []
     for i in range(CLIENTS):  # devices come up one after another, not in one burst
         clients.append(fedge.start(demo_client(address, i, CLIENTS), tmp_path / f"client{i}.log"))
@@ -39,12 +31,13 @@ def test_twenty_clients_five_rounds(fedge, tmp_path: Path):
 
     rows = read_metrics(tmp_path / "runs" / "load")
     assert [(r["train-clients"], r["train-failures"]) for r in rows] == [(10, 0)] * 5  # all sampled trained
-    assert [r["eval-clients"] for r in rows] == [5] * 5
-    assert rows[-1]["test-accuracy"] >= 0.85
+    assert all(r["client-accuracy"] >= 0.5 for r in rows[1:])  # sampled clients evaluated what they received
+    assert rows[-1]["eval-failures"] == 0  # the final evaluation-only exchange (fraction-evaluate 0.25)
+    assert rows[-1]["test-accuracy"] >= 0.80  # 10 of 20 devices a round, 3 local epochs
     assert json.loads((tmp_path / "runs" / "load" / "status.json").read_text())["status"] == "completed"
     assert all(c.poll() is None for c in clients)  # every client served to the end
     mib = sorted(peak / 2**20 for peak in peaks.values())
-    print(f"peak memory per client (fedge client + SuperNode + ClientApp): min {mib[0]:.0f} MiB, "
+    print(f"peak memory (PSS) per client (fedge client + SuperNode + ClientApp): min {mib[0]:.0f} MiB, "
           f"median {mib[len(mib) // 2]:.0f} MiB, max {mib[-1]:.0f} MiB; round seconds "
           f"{[r['seconds'] for r in rows]}")
     assert mib[-1] < 1024

@@ -8,17 +8,10 @@ import pytest
 
 from fedge.processes import free_port
 from fedge.results import read_metrics
-from tests.processes import Tagged, demo_client, wait_for_line
+from tests.processes import demo_client, wait_for_line
 
 pytestmark = pytest.mark.slow
 
-
-@pytest.fixture
-def fedge():
-    tagged = Tagged()
-    yield tagged
-    tagged.stop_all()
-    assert tagged.leftovers() == []
 
 
 def test_a_stopped_server_resumes_from_its_last_completed_round(fedge, tmp_path: Path):

@@ -11,14 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fedge.certs import make_certs
 from fedge.processes import free_port
 from fedge.results import read_metrics
-from tests.processes import Tagged, demo_client, listening_addresses, wait_for_line
-
-@pytest.fixture
-def fedge():
-    tagged = Tagged()
-    yield tagged
-    tagged.stop_all()
-    assert tagged.leftovers() == []
+from tests.processes import demo_client, listening_addresses, wait_for_line
 
 
 def test_certs_hold_the_hosts_as_subject_alternative_names_and_p384_device_keys(tmp_path: Path):
@@ -68,7 +61,7 @@ def test_only_a_registered_device_with_the_ca_trains(fedge, tmp_path: Path):
                            tmp_path / "stranger.log")
     no_ca = fedge.start([*demo_client(address, 1, 2), "--root-cert", str(tmp_path / "other" / "ca.pem")],
                         tmp_path / "no-ca.log")
-    known = fedge.start([*demo_client(address, 0, 2), *ca, "--key", str(certs / "devices" / "known")],
+    fedge.start([*demo_client(address, 0, 2), *ca, "--key", str(certs / "devices" / "known")],
                         tmp_path / "known.log")
 
     assert server.wait(timeout=400) == 0, (tmp_path / "server.log").read_text()

@@ -1,6 +1,7 @@
 """`fedge simulate` end to end on Flower's simulation engine (real SuperLink, Ray, apps)."""
 
 import json
+import math
 import signal
 import time
 from pathlib import Path
@@ -13,14 +14,8 @@ from tests.processes import Tagged
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
+NPY_HEADER = 128  # bytes Flower's Array adds to each serialised numpy array
 
-
-@pytest.fixture
-def fedge():
-    tagged = Tagged()
-    yield tagged
-    tagged.stop_all()
-    assert tagged.leftovers() == []
 
 
 def _simulate(fedge: Tagged, out: Path, *args: str) -> tuple[Path, list[dict]]:
@@ -58,10 +53,12 @@ def _assert_only_model_arrays_and_scalars_left_clients(run_dir: Path, model) -> 
             assert set(reply) == {"type", "node", "schema", "stats"}
             assert reply["stats"] == {"num-examples": "int", "sums": "list", "squares": "list"}
             continue
-        records = {k: v for k, v in reply.items() if k not in ("type", "node")}
+        records = {k: v for k, v in reply.items() if k not in ("type", "node", "array-bytes")}
         if reply["type"] == "train":
             assert set(records) == {"arrays", "metrics"}
             assert {k: v["shape"] for k, v in records["arrays"].items()} == expected
+            # the bytes that arrived are the float32 weights and numpy's 128-byte header per array, no more
+            assert reply["array-bytes"] == sum(4 * math.prod(shape) + NPY_HEADER for shape in expected.values())
         else:
             assert set(records) == {"metrics"}
         assert set(records["metrics"].values()) <= {"int", "float"}

@@ -11,13 +11,6 @@ from tests.processes import Tagged
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def fedge():
-    tagged = Tagged()
-    yield tagged
-    tagged.stop_all()
-    assert tagged.leftovers() == []
-
 
 def _simulate(fedge: Tagged, out: Path, *args: str) -> tuple[Path, str]:
     result = fedge.run(["simulate", "--clients", "5", "--rounds", "3", "--local-epochs", "1", *args,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flwr.serverapp.strategy import (Bulyan, DifferentialPrivacyClientSideFixedClipping,
                                      DifferentialPrivacyServerSideFixedClipping, FedAdam, FedAvgM, FedProx,
-                                     FedTrimmedAvg, FedYogi, MultiKrum)
+                                     FedTrimmedAvg, MultiKrum)
 
 from fedge.config import STRATEGIES as STRATEGY_NAMES
 from fedge.config import RunConfig

@@ -9,7 +9,7 @@ has to catch the tampered replies on its own.  FEDGE_TAMPER picks the fault.
 import os
 
 import numpy as np
-from flwr.app import Array, MetricRecord
+from flwr.app import Array
 
 import fedge.client
 
