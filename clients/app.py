@@ -8,10 +8,11 @@ from fedge import client, secagg
 from fedge.config import RunConfig
 from fedge.privacy import RunConfigDpMod
 from fedge.refusal import REFUSAL
+from fedge.wire import wire_mod
 
 torch.set_num_threads(1)  # one core per client: simulation runs one client per core
 
-app = ClientApp(mods=[secagg.RunConfigSecAggMod(), RunConfigDpMod()])
+app = ClientApp(mods=[wire_mod, secagg.RunConfigSecAggMod(), RunConfigDpMod()])  # outermost first
 
 
 def _source(context: Context) -> client.DataSource:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fedge.config import ConfigError, RunConfig, parse_option, option_name
 from fedge.data import DataError
-from fedge.launch import LaunchError, Security
+from fedge.launch import DEFAULT_POLL_INTERVAL, LaunchError, Security
 
 SIMULATION_ONLY = {"clients", "partition", "alpha", "shards_per_client"}
 DEPLOYMENT_ONLY = {"min_clients", "test_data", "wait_timeout"}
@@ -63,7 +63,7 @@ def _client(args: argparse.Namespace) -> int:
         raise LaunchError("this client has no data: give --data FILE (CSV or NPZ), or "
                           "--dataset NAME --partition-id I --num-partitions N for a demo")
     return launch.join(args.server, node_config, Security(args.insecure, root_cert=args.root_cert, key=args.key),
-                       warm=not args.cold_start)
+                       warm=not args.cold_start, poll_interval=args.poll_interval)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -189,6 +189,9 @@ def _parser() -> argparse.ArgumentParser:
     cli.add_argument("--cold-start", action="store_true",
                      help="run each message in a fresh process, as Flower does by default (slower: "
                           "re-imports torch and reloads the data every time)")
+    cli.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_INTERVAL, metavar="SECONDS",
+                     help="how often the device asks the server for new messages (default: %(default)s; "
+                          "Flower's own is 3): shorter starts rounds sooner, costs one request per interval")
     cli.add_argument("--root-cert", type=Path, metavar="FILE",
                      help="connect over TLS, trusting the server certificate signed by this CA (ca.pem)")
     cli.add_argument("--key", type=Path, metavar="FILE", help="this device's private key (from `fedge certs "

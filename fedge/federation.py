@@ -32,6 +32,7 @@ from fedge.results import COMPLETED, COMPLETED_WITH_FAILURES, FAILED, MODEL_FILE
 from fedge.schema import ClientReport, RunSchema, SchemaError, agree, feature_difference, stats_from_record
 from fedge.secagg import SecureTraining
 from fedge.strategy import build_strategy
+from fedge.wire import Packer
 
 QUERY_TIMEOUT = 120.0
 REPLY_POLL_SECONDS = 0.1
@@ -91,6 +92,7 @@ class _Federation:
         self.test = _server_test_table(cfg)
         self.started = time.monotonic()
         self.rejections = 0  # replies rejected in the current round
+        self.packer = Packer()
 
     # --- enrolment -------------------------------------------------------------------
     def wait_for_clients(self) -> None:
@@ -244,17 +246,22 @@ class _Federation:
         self._say(f"round {server_round}: rejected the reply of node {node}: {why}", WARNING)
 
     def _exchange(self, messages: Iterable[Message]) -> tuple[int, list[Message]]:
+        """Send the model to the sampled clients; their replies, unpacked, as the strategy expects them."""
         messages = list(messages)
         if not messages:
             return 0, []
+        layouts = [self.packer.outgoing(m) for m in messages]
         replies = send_and_receive(self.grid, messages, self.cfg.round_timeout)
         node_of = destinations(messages)
+        layout_of = dict(zip(node_of, layouts))
         late = unanswered(node_of, replies)
         if late:
             self._say(f"no reply within --round-timeout {self.cfg.round_timeout:g}s from node(s) "
                       f"{', '.join(map(str, late))}", WARNING)
         for reply in replies:
-            self.folder.record_reply(describe_reply(reply))
+            wire_bytes = array_bytes(reply)  # as it came: packed
+            self.packer.incoming(reply, layout_of.get(reply.metadata.reply_to_message_id))
+            self.folder.record_reply(describe_reply(reply, wire_bytes))
             if reply.has_error():
                 self._say(f"node {node_of[reply.metadata.reply_to_message_id]} failed: {reply.error.reason}",
                           WARNING)
@@ -305,8 +312,12 @@ def unanswered(node_of: dict[str, int], replies: Iterable[Message]) -> list[int]
     return [node for message_id, node in node_of.items() if message_id not in answered]
 
 
-def describe_reply(reply: Message) -> dict[str, Any]:
-    """What a client sent, without the values: the audit trail in replies.jsonl."""
+def describe_reply(reply: Message, wire_bytes: int | None = None) -> dict[str, Any]:
+    """What a client sent, without the values: the audit trail in replies.jsonl.
+
+    `wire_bytes`: the size of its arrays as they travelled, when that differs from
+    their size now (a packed reply, see fedge.wire).
+    """
     entry: dict[str, Any] = {"type": reply.metadata.message_type, "node": reply.metadata.src_node_id}
     if reply.has_error():
         return {**entry, "error": reply.error.reason}
@@ -314,10 +325,18 @@ def describe_reply(reply: Message) -> dict[str, Any]:
         if isinstance(record, ArrayRecord):
             entry[key] = {name: {"shape": list(array.shape), "dtype": array.dtype}
                           for name, array in record.items()}
-            entry["array-bytes"] = sum(len(array.data) for array in record.values())
+            entry["array-bytes"] = array_bytes(reply) if wire_bytes is None else wire_bytes
         else:
             entry[key] = {name: type(value).__name__ for name, value in record.items()}
     return entry
+
+
+def array_bytes(reply: Message) -> int:
+    """Serialised size of every array a reply holds."""
+    if reply.has_error():
+        return 0
+    return sum(len(array.data) for record in reply.content.values() if isinstance(record, ArrayRecord)
+               for array in record.values())
 
 
 def _server_test_table(cfg: RunConfig) -> Table | None:

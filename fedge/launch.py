@@ -31,6 +31,7 @@ from fedge.results import (CHECKPOINT_FILE, COMPLETED, COMPLETED_WITH_FAILURES, 
 
 CONNECTION = "fedge"
 RUN_CONFIG_FILE = "run-config.toml"
+DEFAULT_POLL_INTERVAL = 1.0  # seconds between a device's checks for new messages (Flower: 3)
 
 
 class LaunchError(RuntimeError):
@@ -172,21 +173,26 @@ def serve(cfg: RunConfig, address: str, security: Security, resume: Path | None 
         return _submit_and_follow(processes, cfg, run_dir, [])
 
 
-def join(server: str, node_config: dict[str, str | int], security: Security, warm: bool = True) -> int:
+def join(server: str, node_config: dict[str, str | int], security: Security, warm: bool = True,
+         poll_interval: float = DEFAULT_POLL_INTERVAL) -> int:
     """Start this device's SuperNode; it serves the server's rounds until stopped or refused.
 
     `warm` (the default) runs each ClientApp in a process forked from a warm parent
-    (fedge.warm_executor) instead of Flower's fresh process per message.
+    (fedge.warm_executor) instead of Flower's fresh process per message; the SuperNode
+    checks for messages every `poll_interval` seconds (fedge.supernode).
     """
     host, _ = split_address(server)
     security.check(host)
+    if not 0 < poll_interval <= 60:
+        raise LaunchError(f"--poll-interval {poll_interval:g} is not in (0, 60] seconds")
     home = Path(tempfile.mkdtemp(prefix="fedge-client-"))
     refusal = home / "refused.txt"
     node_config = {**node_config, REPORT_FILE: str(refusal)}
     runtime_port = free_port()
     with ProcessSet(flower_env(home), home / "logs") as processes:
         node = processes.start(
-            ["flower-supernode", *security.supernode_args(), "--superlink", server,
+            [sys.executable, "-m", "fedge.supernode", "--poll-interval", str(poll_interval),
+             *security.supernode_args(), "--superlink", server,
              "--node-config", " ".join(f"{k}={json.dumps(v)}" for k, v in node_config.items()),
              "--isolation", "process" if warm else "subprocess",
              "--host", "127.0.0.1", "--port", str(runtime_port)], "supernode.log")

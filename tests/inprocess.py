@@ -46,7 +46,7 @@ class InProcessGrid:
             context = Context(run_id=RUN_ID, node_id=node, state=self.states[node], run_config=self.run_config,
                               node_config={"partition-id": node - 1, "num-partitions": len(self.nodes)})
             reply = client_app(copy.deepcopy(message), context)  # a transport hands each node its own copy
-            self.replies.append(reply)
+            self.replies.append(copy.deepcopy(reply))  # as it arrived: the server unpacks in place
             self._waiting[message.metadata.message_id] = reply
             ids.append(message.metadata.message_id)
         return ids

@@ -7,7 +7,6 @@ import pytest
 from fedge.config import STRATEGIES
 
 
-
 def _fails(result, message: str) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -58,6 +57,8 @@ def test_client_with_a_bad_cell_names_line_and_column(fedge, tmp_path: Path):
     (["server", "--resume", "nowhere", "--rounds", "3"],
      "fedge server: error: --resume continues the run with its own options (from its run-config.toml); drop "
      "the other run options"),
+    (["client", "--server", "127.0.0.1:9092", "--dataset", "digits", "--partition-id", "0", "--num-partitions", "2",
+      "--poll-interval", "0"], "fedge client: error: --poll-interval 0 is not in (0, 60] seconds"),
     (["client", "--server", "localhost", "--dataset", "digits", "--partition-id", "0", "--num-partitions", "2"],
      "fedge client: error: address 'localhost' is not HOST:PORT (e.g. 127.0.0.1:9092)"),
     (["client", "--server", "10.1.2.3:9092", "--dataset", "digits", "--partition-id", "0", "--num-partitions", "2"],

@@ -100,3 +100,25 @@ def test_a_device_refused_for_its_labels_is_told_the_first_row(digits_csv: Path,
     label = load_file(digits_csv).labels[row]
     assert report.read_text() == (f"{digits_csv}, data row {row + 1}: label '{label}' is not one of the run's "
                                   "classes (0, 1); the server refused this device\n")
+
+
+def test_the_supernode_waits_at_most_the_poll_interval(monkeypatch):
+    from fedge import supernode
+
+    slept: list[float] = []
+    monkeypatch.setattr(supernode.time, "sleep", slept.append)
+    capped = supernode.CappedSleep(1.0)
+    capped.sleep(3)  # Flower's idle wait
+    capped.sleep(0.5)  # its wait for a reply
+    assert slept == [1.0, 0.5]
+    assert capped.monotonic is supernode.time.monotonic  # everything else is the real time module
+
+
+def test_flowers_supernode_loop_still_sleeps_through_its_time_module():
+    """fedge.supernode relies on this; a Flower upgrade that changes it must fail here, not slow rounds."""
+    import inspect
+
+    from fedge import supernode
+
+    source = inspect.getsource(supernode.supernode_loop)
+    assert "\nimport time\n" in source and "time.sleep(3)" in source

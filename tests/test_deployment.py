@@ -14,7 +14,6 @@ from tests.conftest import write_csv
 pytestmark = pytest.mark.slow
 
 
-
 @pytest.mark.parametrize("secure", [[], ["--secagg", "true"]], ids=["fedavg", "secagg"])
 def test_server_and_three_clients_with_their_own_files(fedge, tmp_path: Path, secure: list[str]):
     train, test = load_builtin("breast-cancer")

@@ -16,7 +16,6 @@ from tests.processes import Tagged, demo_client, wait_for_line
 pytestmark = pytest.mark.slow
 
 
-
 def _server(fedge: Tagged, tmp_path: Path, address: str, *args: str):
     return fedge.start(["server", "--address", address, "--dataset", "digits", "--out", str(tmp_path / "runs"),
                         "--name", "run", *args], tmp_path / "server.log")

@@ -15,7 +15,6 @@ pytestmark = pytest.mark.slow
 TAMPERED = Path(__file__).parent / "tampered"
 
 
-
 def test_nan_updates_are_rejected_and_a_misfit_device_is_told_why(fedge, tmp_path: Path):
     address = f"127.0.0.1:{free_port()}"
     server = fedge.start(["server", "--address", address, "--rounds", "2", "--min-clients", "3",

@@ -14,7 +14,6 @@ pytestmark = pytest.mark.slow
 CLIENTS = 20
 
 
-
 def test_twenty_clients_five_rounds(fedge, tmp_path: Path):
     address = f"127.0.0.1:{free_port()}"
     server = fedge.start(["server", "--address", address, "--rounds", "5", "--min-clients", str(CLIENTS),

@@ -13,7 +13,6 @@ from tests.processes import demo_client, wait_for_line
 pytestmark = pytest.mark.slow
 
 
-
 def test_a_stopped_server_resumes_from_its_last_completed_round(fedge, tmp_path: Path):
     address = f"127.0.0.1:{free_port()}"
     run_dir = tmp_path / "runs" / "resumed"

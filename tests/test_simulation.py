@@ -17,7 +17,6 @@ ROOT = Path(__file__).resolve().parent.parent
 NPY_HEADER = 128  # bytes Flower's Array adds to each serialised numpy array
 
 
-
 def _simulate(fedge: Tagged, out: Path, *args: str) -> tuple[Path, list[dict]]:
     result = fedge.run(["simulate", *args, "--out", str(out), "--name", "run"], timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -57,8 +56,8 @@ def _assert_only_model_arrays_and_scalars_left_clients(run_dir: Path, model) -> 
         if reply["type"] == "train":
             assert set(records) == {"arrays", "metrics"}
             assert {k: v["shape"] for k, v in records["arrays"].items()} == expected
-            # the bytes that arrived are the float32 weights and numpy's 128-byte header per array, no more
-            assert reply["array-bytes"] == sum(4 * math.prod(shape) + NPY_HEADER for shape in expected.values())
+            # what arrived is the float32 weights in one flat array (fedge.wire) and its header, no more
+            assert reply["array-bytes"] == sum(4 * math.prod(shape) for shape in expected.values()) + NPY_HEADER
         else:
             assert set(records) == {"metrics"}
         assert set(records["metrics"].values()) <= {"int", "float"}

@@ -11,7 +11,6 @@ from tests.processes import Tagged
 pytestmark = pytest.mark.slow
 
 
-
 def _simulate(fedge: Tagged, out: Path, *args: str) -> tuple[Path, str]:
     result = fedge.run(["simulate", "--clients", "5", "--rounds", "3", "--local-epochs", "1", *args,
                         "--out", str(out), "--name", "run"], timeout=400)
