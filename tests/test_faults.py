@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,25 @@ def test_nan_updates_are_rejected_and_a_misfit_device_is_told_why(fedge, tmp_pat
     assert np.isfinite(rows[-1]["test-loss"]) and rows[-1]["test-accuracy"] >= 0.85
     status = json.loads((tmp_path / "runs" / "faults" / "status.json").read_text())
     assert (status["status"], status["failures"]) == ("completed-with-failures", 2)
+
+
+def test_a_straggler_is_named_and_the_round_goes_on_without_it(fedge, tmp_path: Path):
+    address = f"127.0.0.1:{free_port()}"
+    server = fedge.start(["server", "--address", address, "--rounds", "2", "--min-clients", "3",
+                          "--round-timeout", "10", "--dataset", "digits", "--out", str(tmp_path / "runs"),
+                          "--name", "slow", "--wait-timeout", "180"], tmp_path / "server.log")
+    for i in range(2):
+        fedge.start(demo_client(address, i, 3), tmp_path / f"client{i}.log")
+    pythonpath = os.pathsep.join([str(TAMPERED), os.environ.get("PYTHONPATH", "")])
+    fedge.start(demo_client(address, 2, 3), tmp_path / "slow.log",  # trains, then takes 30 s to answer
+                env={"PYTHONPATH": pythonpath, "FEDGE_TAMPER": "slow"})
+
+    assert server.wait(timeout=600) == 0, (tmp_path / "server.log").read_text()
+    output = (tmp_path / "server.log").read_text()
+    assert len(re.findall(r"no reply within --round-timeout 10s from node\(s\) \d+$", output, re.M)) >= 2
+    rows = read_metrics(tmp_path / "runs" / "slow")
+    assert [(r["train-clients"], r["train-failures"]) for r in rows] == [(2, 1), (2, 1)]
+    assert all(r["seconds"] < 10 + 5 for r in rows)  # the round waited out the timeout, not the straggler
+    assert rows[-1]["test-accuracy"] >= 0.85
+    status = json.loads((tmp_path / "runs" / "slow" / "status.json").read_text())
+    assert status["status"] == "completed-with-failures"

@@ -7,6 +7,7 @@ has to catch the tampered replies on its own.  FEDGE_TAMPER picks the fault.
 """
 
 import os
+import time
 
 import numpy as np
 from flwr.app import Array
@@ -17,6 +18,7 @@ FAULTS = {
     "nan": lambda arrays, metrics: arrays.__setitem__(
         next(iter(arrays)), Array(np.full(arrays[next(iter(arrays))].shape, np.nan, np.float32))),
     "zero-examples": lambda arrays, metrics: metrics.__setitem__("num-examples", 0),
+    "slow": lambda arrays, metrics: time.sleep(float(os.environ.get("FEDGE_TAMPER_SECONDS", "30"))),
 }
 
 _honest = fedge.client.train_reply
