@@ -112,7 +112,7 @@ def _partitions(args: argparse.Namespace) -> int:
     cfg = RunConfig(dataset=args.dataset, partition=args.partition, clients=args.clients, alpha=args.alpha,
                     shards_per_client=args.shards_per_client, seed=args.seed).validate()
     train, _ = load_builtin(cfg.dataset)
-    parts = all_partitions(tuple(train.labels.tolist()), cfg.clients, cfg.partition, cfg.alpha,
+    parts = all_partitions(train.labels, cfg.clients, cfg.partition, cfg.alpha,
                            cfg.shards_per_client, cfg.seed)
     skew = f" α={cfg.alpha:g}" if cfg.partition == "dirichlet" else ""
     title = f"{cfg.dataset}: {cfg.partition}{skew} over {cfg.clients} clients"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from logging import INFO, WARNING
 from pathlib import Path
@@ -34,7 +34,8 @@ from fedge.secagg import SecureTraining
 from fedge.strategy import build_strategy
 from fedge.wire import Packer
 
-QUERY_TIMEOUT = 120.0
+QUERY_TIMEOUT = 120.0  # seconds without any new answer before the schema query gives up on the rest
+PROGRESS_SECONDS = 10.0  # how often a long exchange reports how far it got
 REPLY_POLL_SECONDS = 0.1
 
 
@@ -154,7 +155,10 @@ class _Federation:
 
     def _query(self, nodes: Iterable[int]) -> tuple[list[ClientReport], dict[int, str]]:
         messages = [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in nodes]
-        replies = send_and_receive(self.grid, messages, QUERY_TIMEOUT)
+        # Thousands of simulated clients answer one after another: wait while answers keep coming.
+        replies = send_and_receive(self.grid, messages, QUERY_TIMEOUT, patient=True,
+                                   on_progress=lambda done: self._say(
+                                       f"schema query: {done} of {len(messages)} client(s) answered"))
         node_of = destinations(messages)
         reports, failures = [], {}
         for reply in replies:
@@ -278,21 +282,32 @@ class _Federation:
         self.folder.progress(line)
 
 
-def send_and_receive(grid: Grid, messages: list[Message], timeout: float) -> list[Message]:
+def send_and_receive(grid: Grid, messages: list[Message], timeout: float, patient: bool = False,
+                     on_progress: Callable[[int], None] | None = None) -> list[Message]:
     """Push messages, then collect replies until all are in or `timeout` passes.
 
-    Flower's `Grid.send_and_receive` does the same but, in deployment, looks for
+    `timeout` counts from the push, or with `patient` from the latest reply, so that
+    a long exchange that keeps moving is not cut off.  `on_progress(replies so far)`
+    is called every PROGRESS_SECONDS while replies are outstanding.
+    Flower's `Grid.send_and_receive` has neither and, in deployment, looks for
     replies only every 3 s, which adds up to 3 s to every round.
     """
     pending = set(grid.push_messages(messages))
     deadline = time.monotonic() + timeout
+    next_report = time.monotonic() + PROGRESS_SECONDS
     replies: list[Message] = []
     while pending:
         received = list(grid.pull_messages(pending))
         replies += received
         pending -= {reply.metadata.reply_to_message_id for reply in received}
-        if not pending or time.monotonic() >= deadline:
+        now = time.monotonic()
+        if received and patient:
+            deadline = now + timeout
+        if not pending or now >= deadline:
             break
+        if on_progress and now >= next_report:
+            on_progress(len(replies))
+            next_report = now + PROGRESS_SECONDS
         time.sleep(REPLY_POLL_SECONDS)
     return replies
 

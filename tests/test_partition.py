@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from fedge.data import DataError
-from fedge.partition import all_partitions, partition_rows
+from fedge.partition import _cached_partitions, partition_rows
 
 
 @pytest.fixture(scope="module")
@@ -10,8 +10,8 @@ def labels(digits):
     return digits[0].labels
 
 
-def _parts(labels, n, method, **kw):
-    return [partition_rows(labels, n, i, method, seed=kw.pop("seed", 0), **kw) for i in range(n)]
+def _parts(labels, n, method, seed=0, **kw):
+    return [partition_rows(labels, n, i, method, seed=seed, **kw) for i in range(n)]
 
 
 @pytest.mark.parametrize("method,kw", [("iid", {}), ("dirichlet", {"alpha": 0.1}), ("dirichlet", {"alpha": 1.0})])
@@ -33,7 +33,7 @@ def test_shards_are_disjoint_and_give_each_client_few_labels(labels):
 def test_same_seed_same_partitions_other_seed_other_partitions(labels):
     for method in ("iid", "dirichlet", "shards"):
         a = _parts(labels, 10, method, seed=1)
-        all_partitions.cache_clear()
+        _cached_partitions.cache_clear()
         b = _parts(labels, 10, method, seed=1)
         c = _parts(labels, 10, method, seed=2)
         assert all(np.array_equal(x, y) for x, y in zip(a, b)), method
@@ -70,3 +70,15 @@ def test_impossible_partitions_say_what_to_change(labels):
         partition_rows(labels, 10, 10, "iid")
     with pytest.raises(DataError, match="1000 clients × 2 shards needs at least 2000 rows; there are 1437"):
         partition_rows(labels, 1000, 0, "shards")
+
+
+def test_iid_is_what_flwr_datasets_iid_partitioner_makes_of_the_shuffled_rows(labels):
+    import datasets
+    from flwr_datasets.partitioner import IidPartitioner
+
+    order = np.random.default_rng(3).permutation(len(labels))
+    partitioner = IidPartitioner(num_partitions=7)
+    partitioner.dataset = datasets.Dataset.from_dict({"row": order})
+    theirs = [np.asarray(partitioner.load_partition(i)["row"]) for i in range(7)]
+    ours = _parts(labels, 7, "iid", seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs))
