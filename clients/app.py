@@ -4,13 +4,14 @@ import torch
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fedge import client, secagg
+from fedge import client, dispatch, secagg
 from fedge.config import RunConfig
 from fedge.privacy import RunConfigDpMod
 from fedge.refusal import REFUSAL
 from fedge.wire import wire_mod
 
 torch.set_num_threads(1)  # one core per client: simulation runs one client per core
+dispatch.install()  # inside Flower's simulation engine only (see fedge.dispatch)
 
 app = ClientApp(mods=[wire_mod, secagg.RunConfigSecAggMod(), RunConfigDpMod()])  # outermost first
 

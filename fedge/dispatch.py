@@ -1,0 +1,73 @@
+"""Message dispatch in Flower's simulation engine, at one pass per sweep instead of one per client.
+
+Flower 1.42's simulation runtime (`vce_api.add_messages_to_queue`) hands messages to
+its workers in sweeps, every 0.1 s: for each of the N virtual clients it asks the
+in-memory LinkState for that client's next message, and each ask scans (and re-checks
+the expiry and federation of) every stored message.  A sweep costs N × stored
+messages: with 10,000 clients and 100 messages a round that is a million checks,
+seconds of every round, and enrolling all 10,000 clients costs 10^8.
+
+`add_messages_to_queue` below is the same loop with one pass over the stored
+messages per sweep: the same checks, the same rule (at most one message per client
+per sweep, marked delivered), the same hand-over to the workers.  `install()` puts
+it in place of Flower's; fedge's ClientApp calls it at import, which in a simulation
+happens in the engine's process before the loop starts; in a device's process the
+engine is not loaded and nothing changes.  Only the in-memory LinkState is handled
+this way; any other goes on through Flower's own function.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from queue import Queue
+from typing import Any
+
+from flwr.app import Message
+
+ENGINE_MODULE = "flwr.server.superlink.fleet.vce.vce_api"
+SWEEP_SECONDS = 0.02  # Flower's: 0.1; a sweep is cheap now, so messages start sooner
+
+
+def install() -> bool:
+    """Replace the engine's dispatch loop if this process runs Flower's simulation engine."""
+    engine = sys.modules.get(ENGINE_MODULE)
+    if engine is None or hasattr(engine.add_messages_to_queue, "flower_loop"):
+        return False
+    flower_loop = engine.add_messages_to_queue
+
+    def add_messages_to_queue(state: Any, queue: Queue[Message], nodes_mapping: dict[int, int],
+                              f_stop: threading.Event) -> None:
+        if not _is_in_memory(state):
+            return flower_loop(state, queue, nodes_mapping, f_stop)
+        while not f_stop.is_set():
+            for message in next_messages(state, nodes_mapping):
+                queue.put(message)
+            f_stop.wait(SWEEP_SECONDS)
+
+    add_messages_to_queue.flower_loop = flower_loop  # type: ignore[attr-defined]
+    engine.add_messages_to_queue = add_messages_to_queue
+    return True
+
+
+def next_messages(state: Any, nodes: dict[int, int]) -> list[Message]:
+    """One sweep: the first undelivered, valid message of each client, marked delivered."""
+    from flwr.supercore.date import now
+
+    taken: dict[int, Message] = {}
+    with state.lock:
+        state._check_stored_messages(set(state.message_ins_store))  # drops expired and orphaned ones
+        for message in state.message_ins_store.values():
+            node = message.metadata.dst_node_id
+            if node in nodes and node not in taken and message.metadata.delivered_at == "":
+                taken[node] = message
+        delivered_at = now().isoformat()
+        for message in taken.values():
+            message.metadata.delivered_at = delivered_at
+    return list(taken.values())
+
+
+def _is_in_memory(state: Any) -> bool:
+    from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
+
+    return isinstance(state, InMemoryLinkState)
