@@ -36,7 +36,7 @@ from fedge.wire import Packer
 
 QUERY_TIMEOUT = 120.0  # seconds without any new answer before the schema query gives up on the rest
 PROGRESS_SECONDS = 10.0  # how often a long exchange reports how far it got
-REPLY_POLL_SECONDS = 0.1
+REPLY_POLL_SECONDS = (0.005, 0.1)  # look for replies soon after sending, then back off to this
 
 
 class FederationError(RuntimeError):
@@ -295,6 +295,7 @@ def send_and_receive(grid: Grid, messages: list[Message], timeout: float, patien
     pending = set(grid.push_messages(messages))
     deadline = time.monotonic() + timeout
     next_report = time.monotonic() + PROGRESS_SECONDS
+    poll, longest_poll = REPLY_POLL_SECONDS
     replies: list[Message] = []
     while pending:
         received = list(grid.pull_messages(pending))
@@ -308,7 +309,8 @@ def send_and_receive(grid: Grid, messages: list[Message], timeout: float, patien
         if on_progress and now >= next_report:
             on_progress(len(replies))
             next_report = now + PROGRESS_SECONDS
-        time.sleep(REPLY_POLL_SECONDS)
+        time.sleep(poll)
+        poll = min(poll * 1.5, longest_poll)
     return replies
 
 
