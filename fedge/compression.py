@@ -1,11 +1,12 @@
 """Update compression: a client sends its update (new weights minus the global ones)
 quantised to fp16 or int8; the server rebuilds full weights before aggregation.
 
-The update travels as one flat array (layers in the model's order) so that it pays
-one array header instead of one per layer.  int8 is symmetric per layer:
-q = round(delta / scale) with scale = max|delta| / 127, the layers' scales in one
-float32 array beside it.  Updates are small and centred on zero, so 8 bits lose
-little; whole weights would lose more.
+The update travels as one flat array (layers in the model's order), so that it pays
+one array header.  int8 is symmetric per layer: q = round(delta / scale) with
+scale = max|delta| / 127; the layers' float32 scales ride at the end of the same int8
+array, as their raw bytes (4 per layer), instead of in an array (and header) of their
+own.  Updates are small and centred on zero, so 8 bits lose little; whole weights
+would lose more.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, Re
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-UPDATE = "update"  # the flat quantised update
-SCALES = "scales"  # int8 only: one scale per layer
+UPDATE = "update"  # the flat quantised update (int8: then the layers' scales, as bytes)
+SCALE_BYTES = np.dtype(np.float32).itemsize
 
 
 def encode(trained: ArrayRecord, sent: ArrayRecord, method: str) -> ArrayRecord:
@@ -29,8 +30,8 @@ def encode(trained: ArrayRecord, sent: ArrayRecord, method: str) -> ArrayRecord:
     if method == "fp16":
         return array_record({UPDATE: np.concatenate([d.ravel() for d in deltas]).astype(np.float16)})
     scales = np.array([np.abs(d).max() / 127 or 1.0 for d in deltas], dtype=np.float32)
-    update = np.concatenate([np.round(d.ravel() / scale) for d, scale in zip(deltas, scales)])
-    return array_record({UPDATE: update.astype(np.int8), SCALES: scales})
+    update = np.concatenate([np.round(d.ravel() / scale) for d, scale in zip(deltas, scales)]).astype(np.int8)
+    return array_record({UPDATE: np.concatenate([update, scales.view(np.int8)])})
 
 
 def decode(received: ArrayRecord, sent: ArrayRecord, method: str) -> ArrayRecord:
@@ -40,14 +41,15 @@ def decode(received: ArrayRecord, sent: ArrayRecord, method: str) -> ArrayRecord
     dtypes) is passed on as it came, for validation to reject.
     """
     sizes = [int(np.prod(sent[name].shape)) for name in sent]
-    expected = {"fp16": {UPDATE: (np.float16, sum(sizes))},
-                "int8": {UPDATE: (np.int8, sum(sizes)), SCALES: (np.float32, len(sizes))}}.get(method)
-    if expected is None or set(received) != set(expected) or any(
-            received[k].numpy().dtype != dtype or received[k].numpy().shape != (size,)
-            for k, (dtype, size) in expected.items()):
+    total = sum(sizes)
+    expected = {"fp16": (np.float16, total), "int8": (np.int8, total + SCALE_BYTES * len(sizes))}.get(method)
+    if expected is None or list(received) != [UPDATE]:
         return received
-    flat = received[UPDATE].numpy().astype(np.float32)
-    scales = received[SCALES].numpy() if method == "int8" else np.ones(len(sizes), np.float32)
+    payload = received[UPDATE].numpy()
+    if payload.dtype != expected[0] or payload.shape != (expected[1],):
+        return received
+    flat = payload[:total].astype(np.float32)
+    scales = payload[total:].view(np.float32) if method == "int8" else np.ones(len(sizes), np.float32)
     pieces = np.split(flat, np.cumsum(sizes)[:-1])
     return array_record({name: (sent[name].numpy() + piece.reshape(sent[name].shape) * scale).astype(np.float32)
                          for name, piece, scale in zip(sent, pieces, scales)})

@@ -36,11 +36,12 @@ def test_quantised_updates_rebuild_the_weights_closely_and_are_smaller(method, m
     assert _bytes(trained) / _bytes(wire) >= min_ratio
 
 
-def test_int8_wire_format_is_one_flat_int8_update_and_one_scale_per_layer():
+def test_int8_wire_format_is_one_int8_array_the_update_then_one_scale_per_layer():
     sent, trained = _pair()
     wire = encode(trained, sent, "int8")
-    assert {k: (v.numpy().dtype, v.shape) for k, v in wire.items()} == {
-        "update": (np.int8, (199_210,)), "scales": (np.float32, (6,))}
+    assert {k: (v.numpy().dtype, v.shape) for k, v in wire.items()} == {"update": (np.int8, (199_210 + 6 * 4,))}
+    first_layer = trained["0.weight"].numpy() - sent["0.weight"].numpy()
+    assert wire["update"].numpy()[199_210:][:4].view(np.float32)[0] == np.float32(np.abs(first_layer).max() / 127)
 
 
 def test_a_zero_update_survives_int8():
@@ -50,9 +51,10 @@ def test_a_zero_update_survives_int8():
 
 
 @pytest.mark.parametrize("bad", [
-    {"update": np.zeros(10, np.int8), "scales": np.ones(6, np.float32)},  # wrong length
-    {"update": np.zeros(199_210, np.float32), "scales": np.ones(6, np.float32)},  # wrong dtype
+    {"update": np.zeros(10, np.int8)},  # wrong length
+    {"update": np.zeros(199_210 + 24, np.float32)},  # wrong dtype
     {"update": np.zeros(199_210, np.int8)},  # no scales
+    {"update": np.zeros(199_210 + 24, np.int8), "extra": np.ones(6, np.float32)},  # an extra array
 ])
 def test_malformed_updates_pass_through_for_validation_to_reject(bad):
     sent, _ = _pair()
