@@ -101,7 +101,8 @@ class ProcessSet:
         agents as they die, so the survivors are frozen (SIGSTOP) before any is killed.
         """
         deadline = time.monotonic() + timeout
-        while (pids := pids_with_token(self.token)) and time.monotonic() < deadline:
+        sessions = {process.pid for process in self.processes}  # each was started as a session leader
+        while (pids := run_pids(self.token, sessions, self.ray_tmp)) and time.monotonic() < deadline:
             for pid in pids:
                 _send(pid, signal.SIGSTOP)
             for pid in pids:
@@ -115,19 +116,44 @@ class ProcessSet:
         self.stop()
 
 
-def pids_with_token(token: str) -> list[int]:
-    """PIDs of live processes whose environment carries this run token (Linux /proc)."""
+def run_pids(token: str, sessions: set[int], folder: Path | None = None) -> list[int]:
+    """PIDs of live processes of one run (Linux /proc): they carry its token in their
+    environment, live in one of the sessions its processes lead, or hold files open in
+    its `folder` (RAY_TMPDIR).
+
+    The token alone misses Ray's agents: they rename themselves (setproctitle), which
+    overwrites the environment that /proc shows, and Ray starts them in sessions of its
+    own; their logs in RAY_TMPDIR give them away.
+    """
     needle = f"{TOKEN_VAR}={token}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
+            state, session = _state_and_session(entry)
+            if state != "Z" and (session in sessions or needle in (entry / "environ").read_bytes().split(b"\0")
+                                 or (folder and _holds_files_in(entry, folder))):
                 found.append(int(entry.name))
         except OSError:
             continue
     return found
+
+
+def _holds_files_in(entry: Path, folder: Path) -> bool:
+    prefix = str(folder) + os.sep
+    for fd in (entry / "fd").iterdir():
+        try:
+            if os.readlink(fd).startswith(prefix):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _state_and_session(entry: Path) -> tuple[str, int]:
+    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+    return fields[0], int(fields[3])  # after the name: state, ppid, pgrp, session
 
 
 def wait_healthy(host: str, port: int, process: subprocess.Popen, log: Path, ca: Path | None = None,

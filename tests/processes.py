@@ -22,6 +22,7 @@ class Tagged:
         self.tag = uuid.uuid4().hex
         self.env = {**os.environ, TAG_VAR: self.tag}
         self.started: list[subprocess.Popen] = []
+        self.began = _clock_ticks_since_boot()
 
     def run(self, args: list[str], timeout: float, cwd: Path | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([FEDGE, *args], env=self.env, cwd=cwd, capture_output=True, text=True,
@@ -48,21 +49,29 @@ class Tagged:
                 process.wait()
 
     def leftovers(self) -> list[str]:
-        """Command lines of live (non-zombie) processes that still carry this tag."""
+        """Command lines of live (non-zombie) processes that still carry this tag, and of Ray
+        processes started since this test began (they rename themselves, which overwrites the
+        environment /proc shows, tag included)."""
         needle = f"{TAG_VAR}={self.tag}".encode()
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                if needle not in (entry / "environ").read_bytes().split(b"\0"):
-                    continue
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z":
-                    found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                tagged = needle in (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
+            started_since = int(fields[19]) >= self.began  # field 22 of stat: start time in clock ticks
+            if fields[0] != "Z" and (tagged or (command.startswith("ray::") and started_since)):
+                found.append(command)
         return found
+
+
+def _clock_ticks_since_boot() -> int:
+    """Now, in the unit /proc/PID/stat gives process start times in."""
+    return int(float(Path("/proc/uptime").read_text().split()[0]) * os.sysconf("SC_CLK_TCK"))
 
 
 def wait_for_line(path: Path, text: str, process: subprocess.Popen, timeout: float) -> str:
