@@ -48,13 +48,14 @@ def tree_pss_mib(tag: str) -> float:
     return total_kib / 1024
 
 
-def run(total: int, per_round: int, rounds: int, out: Path) -> tuple[float, float, float]:
+def run(total: int, per_round: int, rounds: int, out: Path, flower_dispatch: bool = False
+        ) -> tuple[float, float, float]:
     """(steady seconds per round, seconds before round 1, peak MiB) of one simulation."""
     tag = uuid.uuid4().hex
     fraction = per_round / total
     command = [FEDGE, "simulate", "--dataset", "shuttle", "--clients", str(total), "--rounds", str(rounds),
                "--fraction-train", str(fraction), "--fraction-evaluate", str(fraction), "--local-epochs", "1",
-               "--out", str(out), "--name", "run"]
+               "--out", str(out), "--name", "run", *(["--flower-dispatch"] if flower_dispatch else [])]
     peak, done = [0.0], threading.Event()
 
     def sample() -> None:
@@ -75,15 +76,21 @@ def run(total: int, per_round: int, rounds: int, out: Path) -> tuple[float, floa
     return steady, rows[0]["timestamp"] - rows[0]["seconds"] - start, peak[0]
 
 
-def measure(points: list[tuple[int, int]], rounds: int, repeats: int) -> dict[tuple[int, int], list[tuple]]:
+def measure(points: list[tuple[int, int]], baseline: list[tuple[int, int]], rounds: int, repeats: int
+            ) -> tuple[dict[tuple[int, int], list[tuple]], dict[tuple[int, int], list[tuple]]]:
+    """Each point with fedge's dispatch, and the `baseline` points with Flower's, interleaved."""
     results: dict[tuple[int, int], list[tuple]] = {p: [] for p in points}
+    flower: dict[tuple[int, int], list[tuple]] = {p: [] for p in baseline}
     for repeat in range(repeats):
         for total, per_round in points:
-            with tempfile.TemporaryDirectory(prefix="fedge-bench-") as tmp:
-                results[(total, per_round)].append(run(total, per_round, rounds, Path(tmp)))
-            print(f"repeat {repeat + 1}: {total} clients, {per_round} per round: "
-                  f"{results[(total, per_round)][-1]}", flush=True)
-    return results
+            for store, keep_flowers in ((results, False), (flower, True)):
+                if keep_flowers and (total, per_round) not in flower:
+                    continue
+                with tempfile.TemporaryDirectory(prefix="fedge-bench-") as tmp:
+                    store[(total, per_round)].append(run(total, per_round, rounds, Path(tmp), keep_flowers))
+                print(f"repeat {repeat + 1}: {total} clients, {per_round} per round"
+                      f"{', Flower dispatch' if keep_flowers else ''}: {store[(total, per_round)][-1]}", flush=True)
+    return results, flower
 
 
 def plot(results: dict[tuple[int, int], list[tuple]], per_round: int, totals: list[int],
@@ -130,18 +137,29 @@ def main() -> None:
     curve = [int(k) for k in args.per_round_curve.split(",")]
     points = list(dict.fromkeys([(t, min(args.per_round, t)) for t in totals] +
                                 [(args.curve_total, k) for k in curve]))
-    results = measure(points, args.rounds, args.repeats)
-    lines = ["| total clients | sampled per round | seconds per round | seconds before round 1 | peak MiB |",
-             "|---|---|---|---|---|"]
+    baseline = [(t, min(args.per_round, t)) for t in totals]
+    results, flower = measure(points, baseline, args.rounds, args.repeats)
+    lines = ["| total clients | sampled per round | seconds per round | seconds before round 1 | peak MiB | "
+             "Flower's dispatch: seconds per round | before round 1 | round time vs Flower's |",
+             "|---|---|---|---|---|---|---|---|"]
     for (total, per_round), runs in results.items():
-        lines.append(f"| {total:,} | {per_round} | {summary([r[0] for r in runs])} | "
-                     f"{summary([r[1] for r in runs])} | {summary([r[2] for r in runs])} |")
+        row = (f"| {total:,} | {per_round} | {summary([r[0] for r in runs])} | "
+               f"{summary([r[1] for r in runs])} | {summary([r[2] for r in runs], '.0f')} |")
+        theirs = flower.get((total, per_round))
+        if theirs:
+            ratios = [ours[0] / base[0] for ours, base in zip(runs, theirs)]
+            row += (f" {summary([r[0] for r in theirs])} | {summary([r[1] for r in theirs])} | "
+                    f"{summary(ratios)}× |")
+        else:
+            row += " | | |"
+        lines.append(row)
     body = (header("scale", args.repeats) +
             f"\nJob: `fedge simulate --dataset shuttle` (39,277 training rows), {args.rounds} rounds, 1 local "
             "epoch, batch 16. Seconds per round: median over rounds 2..R. Seconds before round 1: Ray "
             "start-up and enrolment (the schema and statistics query to every client). Peak MiB: summed "
-            "PSS of every process of the run.\n\n" + "\n".join(lines) +
-            "\n\n![round time and memory vs clients](docs/scale.png)\n")
+            "PSS of every process of the run. Baseline: the same runs with `--flower-dispatch` (Flower "
+            "1.42's own message dispatch, see docs/performance.md), in the same invocation.\n\n"
+            + "\n".join(lines) + "\n\n![round time and memory vs clients](docs/scale.png)\n")
     print(body)
     if args.out == BENCHMARKS_MD:
         plot(results, min(args.per_round, max(totals)), totals, curve, args.curve_total)

@@ -36,7 +36,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from fedge import launch
 
     base = RunConfig.from_toml(args.experiment) if args.experiment else RunConfig()
-    return launch.simulate(_run_config(args, base, SIMULATION_ONLY).validate(), args.ray_address)
+    return launch.simulate(_run_config(args, base, SIMULATION_ONLY).validate(), args.ray_address,
+                           args.flower_dispatch)
 
 
 def _server(args: argparse.Namespace) -> int:
@@ -157,6 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--ray-address", default="", metavar="HOST:PORT",
                      help="attach to this running Ray cluster (e.g. from `ray start --head`) instead of "
                           "starting one here")
+    sim.add_argument("--flower-dispatch", action="store_true",
+                     help="keep Flower's own message dispatch in its simulation engine (slower with "
+                          "thousands of clients; see docs/performance.md)")
     _add_run_options(sim, SIMULATION_ONLY, RunConfig())
     sim.set_defaults(command=_simulate, command_name="simulate")
 

@@ -18,21 +18,25 @@ this way; any other goes on through Flower's own function.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from queue import Queue
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flwr.app import Message
+if TYPE_CHECKING:  # fedge.launch reads KEEP_FLOWERS without importing Flower
+    from flwr.app import Message
 
 ENGINE_MODULE = "flwr.server.superlink.fleet.vce.vce_api"
+KEEP_FLOWERS = "FEDGE_FLOWER_DISPATCH"  # "1": leave Flower's loop in place
 SWEEP_SECONDS = 0.02  # Flower's: 0.1; a sweep is cheap now, so messages start sooner
 
 
 def install() -> bool:
-    """Replace the engine's dispatch loop if this process runs Flower's simulation engine."""
+    """Replace the engine's dispatch loop if this process runs Flower's simulation engine
+    (and `fedge simulate --flower-dispatch` did not ask to keep Flower's)."""
     engine = sys.modules.get(ENGINE_MODULE)
-    if engine is None or hasattr(engine.add_messages_to_queue, "flower_loop"):
+    if engine is None or hasattr(engine.add_messages_to_queue, "flower_loop") or os.environ.get(KEEP_FLOWERS):
         return False
     flower_loop = engine.add_messages_to_queue
 

@@ -24,6 +24,7 @@ import tomli_w
 from fedge.certs import CA_CERT, SERVER_CERT, SERVER_KEY
 from fedge.config import RunConfig
 from fedge.data import load_file
+from fedge.dispatch import KEEP_FLOWERS
 from fedge.processes import ProcessSet, flower_env, free_port, is_loopback, split_address, tail, wait_healthy
 from fedge.refusal import REPORT_FILE
 from fedge.results import (CHECKPOINT_FILE, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PROGRESS_FILE, STATUS_FILE,
@@ -136,16 +137,19 @@ def resume_run(run_dir: Path) -> tuple[RunConfig, Path]:
     return RunConfig.from_flower(tomllib.loads(run_config.read_text())), run_dir
 
 
-def simulate(cfg: RunConfig, ray_address: str = "") -> int:
+def simulate(cfg: RunConfig, ray_address: str = "", flower_dispatch: bool = False) -> int:
     """Run every client as a virtual SuperNode on Flower's simulation engine.
 
     With `ray_address`, the engine attaches to that running Ray cluster (Ray reads
-    RAY_ADDRESS) instead of starting one on this machine.
+    RAY_ADDRESS) instead of starting one on this machine.  `flower_dispatch` keeps
+    Flower's own message dispatch instead of fedge.dispatch's.
     """
     cfg, run_dir = prepare_run(cfg.replace(min_clients=cfg.clients))
     print(f"fedge: simulating {cfg.clients} clients on {cfg.dataset} ({cfg.partition}), "
           f"{cfg.num_rounds} rounds, run folder {run_dir}", flush=True)
     env = flower_env(run_dir / "flwr-home")
+    if flower_dispatch:
+        env[KEEP_FLOWERS] = "1"  # read by fedge.dispatch in the engine's process
     if ray_address:
         split_address(ray_address)
         env["RAY_ADDRESS"] = ray_address

@@ -1,4 +1,4 @@
-"""The inference benchmark keeps running (tiny sizes; no timing is asserted)."""
+"""Every benchmark keeps running (tiny sizes; no timing is asserted)."""
 
 import subprocess
 import sys
@@ -56,3 +56,12 @@ def test_wire_benchmark_smoke(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     text = (tmp_path / "B.md").read_text()
     assert "| default | 8,970 | int8 |" in text
+
+
+@pytest.mark.slow
+def test_scale_benchmark_smoke(tmp_path: Path) -> None:
+    text = _run_benchmark("bench_scale.py", tmp_path / "B.md", "--totals", "20", "--per-round", "5",
+                          "--per-round-curve", "5", "--curve-total", "20", "--rounds", "3")
+    assert "## Scale: virtual clients (issue 4)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 20 | 5 |"))
+    assert row.count("|") == 9 and row.endswith("× |")  # fedge's numbers and the Flower-dispatch baseline

@@ -87,3 +87,11 @@ def test_flowers_engine_still_dispatches_the_way_fedge_replaces():
     source = inspect.getsource(flower_loop)
     assert "for node_id in nodes_mapping.keys():" in source
     assert "state.get_message_ins(node_id=node_id, limit=1)" in source
+
+
+def test_flower_dispatch_keeps_flowers_loop(monkeypatch):
+    flower_loop = getattr(vce_api.add_messages_to_queue, "flower_loop", vce_api.add_messages_to_queue)
+    monkeypatch.setattr(vce_api, "add_messages_to_queue", flower_loop)
+    monkeypatch.setenv(dispatch.KEEP_FLOWERS, "1")  # what `fedge simulate --flower-dispatch` sets
+    assert dispatch.install() is False
+    assert vce_api.add_messages_to_queue is flower_loop
