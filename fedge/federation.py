@@ -257,7 +257,7 @@ class _Federation:
         layouts = [self.packer.outgoing(m) for m in messages]
         replies = send_and_receive(self.grid, messages, self.cfg.round_timeout)
         node_of = destinations(messages)
-        layout_of = dict(zip(node_of, layouts))
+        layout_of = {m.metadata.message_id: layout for m, layout in zip(messages, layouts)}
         late = unanswered(node_of, replies)
         if late:
             self._say(f"no reply within --round-timeout {self.cfg.round_timeout:g}s from node(s) "
