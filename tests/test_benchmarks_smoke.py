@@ -51,7 +51,7 @@ def test_deployment_benchmark_smoke(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_wire_benchmark_smoke(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(SCRIPT.with_name("bench_wire.py")), "--rounds", "2",
-                             "--models", "default", "--out", str(tmp_path / "B.md")],
+                             "--models", "default", "--repeats", "1", "--out", str(tmp_path / "B.md")],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     text = (tmp_path / "B.md").read_text()
