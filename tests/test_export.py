@@ -28,6 +28,11 @@ def test_float_probabilities_equal_torch(onnx_float: Path, digits_model: Trained
     np.testing.assert_allclose(onnx_proba, digits_model.predict_proba(features), rtol=0, atol=1e-5)
 
 
+def test_float_graph_has_the_scaler_folded_in_and_int8_keeps_it(onnx_float: Path, onnx_int8: Path) -> None:
+    assert [n.op_type for n in onnx.load(onnx_float).graph.node] == ["Gemm", "Relu", "Gemm", "Relu", "Gemm", "Softmax"]
+    assert [n.op_type for n in onnx.load(onnx_int8).graph.node][:2] == ["Sub", "Div"]
+
+
 def test_int8_keeps_predictions_and_accuracy(onnx_float: Path, onnx_int8: Path, digits_test) -> None:
     features, labels = digits_test
     float_model, int8_model = EdgeModel(onnx_float), EdgeModel(onnx_int8)
