@@ -26,6 +26,9 @@ def test_a_descendant_without_the_token_is_found_by_its_session_and_stopped(tmp_
         assert time.monotonic() < deadline
         time.sleep(0.05)
     grandchild = int(pid_file.read_text())
+    while not Path(f"/proc/{grandchild}/cmdline").read_bytes().startswith(b"sleep"):  # `env -i` has exec'd
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     assert f"FEDGE_RUN_TOKEN={processes.token}".encode() not in Path(f"/proc/{grandchild}/environ").read_bytes()
     assert grandchild in run_pids(processes.token, {p.pid for p in processes.processes})
     processes.stop()
