@@ -191,6 +191,7 @@ class _Federation:
         config = {"scaler-mean": schema.scaler.mean.tolist(), "scaler-std": schema.scaler.std.tolist(),
                   "classes": list(schema.classes)}
         test_xy = self._test_arrays(schema)
+        evaluator = build(spec)  # built once: each round only loads the new weights into it
         secure = None
         if self.cfg.secagg:
             secure = SecureTraining(self.accepted_grid, self.cfg, config,
@@ -219,7 +220,8 @@ class _Federation:
             if replies:
                 row["slowest-train-seconds"] = slowest_training(replies)
             if test_xy:
-                row.update(held_out_metrics(_network(spec, arrays), *test_xy))
+                evaluator.load_state_dict(arrays.to_torch_state_dict())
+                row.update(held_out_metrics(evaluator, *test_xy))
             if self.cfg.dp != "none":
                 row["epsilon"] = epsilon(self.cfg, rnd)
             row["seconds"] = round(time.monotonic() - round_start, 3)
@@ -362,12 +364,6 @@ def _server_test_table(cfg: RunConfig) -> Table | None:
     if cfg.dataset:
         return load_builtin(cfg.dataset)[1]
     return None
-
-
-def _network(spec: ModelSpec, arrays: ArrayRecord):
-    net = build(spec)
-    net.load_state_dict(arrays.to_torch_state_dict())
-    return net
 
 
 def _ok(replies: list[Message]) -> int:

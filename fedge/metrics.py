@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import balanced_accuracy_score, f1_score
 from torch import nn
 
 
@@ -19,7 +18,20 @@ def held_out_metrics(model: nn.Module, x: np.ndarray, y: np.ndarray) -> dict[str
         logits = model(torch.from_numpy(x))
     loss = nn.functional.cross_entropy(logits, torch.from_numpy(y)).item()
     predicted = logits.argmax(dim=1).numpy()
-    return {"test-loss": loss,
-            "test-accuracy": float(np.mean(predicted == y)),
-            "test-f1": float(f1_score(y, predicted, labels=np.unique(y), average="macro", zero_division=0)),
-            "test-balanced-accuracy": float(balanced_accuracy_score(y, predicted))}
+    f1, balanced = f1_and_balanced_accuracy(y, predicted, int(logits.shape[1]))
+    return {"test-loss": loss, "test-accuracy": float(np.mean(predicted == y)), "test-f1": f1,
+            "test-balanced-accuracy": balanced}
+
+
+def f1_and_balanced_accuracy(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> tuple[float, float]:
+    """Macro F1 and mean recall over the classes present in `y`, from one confusion count.
+
+    What scikit-learn's f1_score(labels=np.unique(y), average="macro", zero_division=0) and
+    balanced_accuracy_score give, at a fraction of their input checks' cost (a few ms a
+    round on the server).
+    """
+    confusion = np.bincount(y * n_classes + predicted, minlength=n_classes * n_classes).reshape(n_classes, -1)
+    hits, true, guessed = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+    present = true > 0
+    f1 = 2 * hits[present] / (true[present] + guessed[present])
+    return float(f1.mean()), float((hits[present] / true[present]).mean())

@@ -96,7 +96,7 @@ def _arrays_problem(arrays: ArrayRecord, expected: Mapping[str, ArraySpec],
         values = arrays[name].numpy()
         if not np.all(np.isfinite(values)):
             return f"array {name} holds {int(np.size(values) - np.isfinite(values).sum())} non-finite value(s)"
-        if reference is not None:
+        if reference is not None and max_update_norm > 0:  # the norm is only needed to bound it
             squares += float(np.sum((values.astype(np.float64) - reference[name]) ** 2))
     norm = math.sqrt(squares)
     if max_update_norm > 0 and norm > max_update_norm:
@@ -121,7 +121,8 @@ class ValidatedStrategy(Strategy):
     def expect(self, arrays: ArrayRecord) -> None:
         """Training replies must match this global model (the one just sent out)."""
         self._expected = array_specs(arrays)
-        self._reference = {name: a.numpy().astype(np.float64) for name, a in arrays.items()}
+        self._reference = ({name: a.numpy().astype(np.float64) for name, a in arrays.items()}
+                           if self.max_update_norm > 0 else {})
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
