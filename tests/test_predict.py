@@ -132,3 +132,26 @@ def test_out_must_not_overwrite_data(onnx_float: Path, tmp_path: Path, capsys: p
     assert capsys.readouterr().err == (f"fedge predict: error: {data}: --out names the input data file; "
                                        "choose another file for predictions\n")
     assert data.read_bytes() == before
+
+
+def test_edge_model_refuses_features_of_the_wrong_width(onnx_float: Path) -> None:
+    from fedge.predict import EdgeModel
+
+    with pytest.raises(ValueError, match=r"^features must have shape \(rows, 64\), got \(3, 63\)$"):
+        EdgeModel(onnx_float).predict_proba(np.zeros((3, 63), dtype=np.float32))
+
+
+def test_edge_model_predicts_the_same_from_many_threads(onnx_float: Path) -> None:
+    """One EdgeModel reuses one ONNX Runtime binding; its lock keeps concurrent calls apart."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fedge.predict import EdgeModel
+
+    _, test = load_builtin("digits")
+    model = EdgeModel(onnx_float)
+    rows = [test.features[i:i + 1 + i % 5] for i in range(200)]  # batches of 1 to 5 rows
+    expected = [model.predict_proba(r) for r in rows]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(model.predict_proba, rows))
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
