@@ -99,11 +99,16 @@ class _Federation:
     def wait_for_clients(self) -> None:
         """Wait (bounded) until min-clients accepted nodes are connected, enrolling new ones."""
         deadline = time.monotonic() + self.cfg.wait_timeout
+        said = False
         while True:
             self.enrol_new_nodes()
             connected = len(self.accepted_grid.get_node_ids())
             if connected >= self.cfg.min_clients:
                 return
+            if not said:  # once per wait: the server is up and what it waits for
+                self._say(f"waiting for {self.cfg.min_clients} client(s) to connect, {connected} so far "
+                          f"(--wait-timeout {self.cfg.wait_timeout:g}s)")
+                said = True
             if time.monotonic() > deadline:
                 raise FederationError(
                     f"only {connected} usable client(s) connected within --wait-timeout "

@@ -19,6 +19,14 @@ def test_twenty_clients_five_rounds(fedge, tmp_path: Path):
     server = fedge.start(["server", "--address", address, "--rounds", "5", "--min-clients", str(CLIENTS),
                           "--fraction-train", "0.5", "--fraction-evaluate", "0.25", "--dataset", "digits",
                           "--out", str(tmp_path / "runs"), "--name", "load", "--wait-timeout", "300"], tmp_path / "server.log")
+    # Devices start once the server is waiting for them, as in a deployment: 20 of them starting on
+    # these 2 cores while the ServerApp starts could keep it from reaching its SuperLink within Flower's
+    # 30 s, and Flower then refuses it (fedge reports why: test_launch.py).
+    progress = tmp_path / "runs" / "load" / "progress.log"
+    deadline = time.monotonic() + 300
+    while not (progress.exists() and "waiting for 20 client(s)" in progress.read_text()):
+        assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+        time.sleep(0.5)
     clients = []
     for i in range(CLIENTS):  # devices come up one after another, not in one burst
         clients.append(fedge.start(demo_client(address, i, CLIENTS), tmp_path / f"client{i}.log"))
