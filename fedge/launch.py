@@ -9,12 +9,14 @@ module follows them and turns the final status into the exit code.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from fedge.results import (CHECKPOINT_FILE, COMPLETED, COMPLETED_WITH_FAILURES, 
 CONNECTION = "fedge"
 RUN_CONFIG_FILE = "run-config.toml"
 DEFAULT_POLL_INTERVAL = 1.0  # seconds between a device's checks for new messages (Flower: 3)
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # Flower colours its log levels
 
 
 class LaunchError(RuntimeError):
@@ -275,8 +278,63 @@ def _submit_and_follow(processes: ProcessSet, cfg: RunConfig, run_dir: Path, fed
     for item in federation_config:
         args += ["--federation-config", item]
     runner = processes.start(args, "flwr-run.log")
-    _follow(folder, runner)
-    return _report(folder, processes.log_dir / "flwr-run.log")
+    runner_log = processes.log_dir / "flwr-run.log"
+    printed = _follow(folder, lambda: runner.poll() is not None)
+    if folder.read_status() is None and run_is_active(processes.env, runner_log):
+        # `flwr run --stream` can end while the run goes on (its log stream failed, e.g. on
+        # "database is locked" in a busy SuperLink): follow the run folder until Flower says it ended.
+        print("fedge: Flower's log stream ended but the run goes on; following it from the run folder",
+              file=sys.stderr, flush=True)
+        _follow(folder, _asked_every(FLOWER_STATUS_SECONDS, lambda: not run_is_active(processes.env, runner_log)),
+                printed)
+    return _report(folder, processes.log_dir, "flwr-run.log")
+
+
+STARTED_RUN = re.compile(r"Successfully started run (\d+)")  # what `flwr run` prints
+FLOWER_STATUS_SECONDS = 5.0  # how often to ask Flower whether a run whose stream ended still runs
+TOKEN_EXPIRED = "Runtime task-token authentication failed"
+TOKEN_HINT = ("the ServerApp process took longer than Flower's 30 s to reach the SuperLink after the run "
+              "was handed to it, so Flower refused it; the machine was too busy (e.g. devices starting "
+              "on it at the same moment): run the command again, or start the devices once the server "
+              "says it is waiting for them")
+
+
+def run_is_active(env: dict[str, str], runner_log: Path) -> bool:
+    """Whether Flower still counts the run `flwr run` started as pending, starting or running."""
+    started = STARTED_RUN.search(runner_log.read_text(errors="replace")) if runner_log.exists() else None
+    if started is None:
+        return False
+    result = subprocess.run(["flwr", "ls", CONNECTION, "--run-id", started.group(1), "--format", "json"],
+                            env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    try:
+        runs = json.loads(result.stdout)["runs"]
+    except (json.JSONDecodeError, KeyError):
+        return False  # the SuperLink no longer answers: nothing left to wait for
+    return bool(runs) and not runs[0]["status"].startswith("finished")
+
+
+def _asked_every(seconds: float, question: Callable[[], bool]) -> Callable[[], bool]:
+    """`question`, asked at most every `seconds` (it starts a process); False in between."""
+    next_ask = time.monotonic()
+
+    def answer() -> bool:
+        nonlocal next_ask
+        if time.monotonic() < next_ask:
+            return False
+        next_ask = time.monotonic() + seconds
+        return question()
+
+    return answer
+
+
+def flower_errors(log_dir: Path, limit: int = 5) -> str:
+    """The last ERROR lines of Flower's logs, for a run that ended before saying why; "" if none."""
+    errors = [f"  {log.name}: {ANSI_COLOUR.sub('', line).strip()}" for log in sorted(log_dir.glob("*.log"))
+              for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
+    if not errors:
+        return ""
+    hint = f"  (hint: {TOKEN_HINT})\n" if any(TOKEN_EXPIRED in e for e in errors) else ""
+    return "errors in Flower's logs:\n" + "\n".join(errors[-limit:]) + "\n" + hint
 
 
 def write_connection(flwr_home: Path, address: str, ca: Path | None = None) -> None:
@@ -286,34 +344,36 @@ def write_connection(flwr_home: Path, address: str, ca: Path | None = None) -> N
     (flwr_home / "config.toml").write_text(tomli_w.dumps({"superlink": {"default": CONNECTION, CONNECTION: connection}}))
 
 
-def _follow(folder: RunFolder, runner: subprocess.Popen) -> None:
-    """Print the ServerApp's new progress lines as they appear, until the run reports its end.
+def _follow(folder: RunFolder, ended: Callable[[], bool], printed: int | None = None) -> int:
+    """Print the ServerApp's progress lines after the first `printed` as they appear, until
+    the run reports its end or `ended()`; return how many lines have been printed.
 
     The ServerApp writes status.json last; once it is there, nothing is left to wait
     for (`flwr run --stream` itself lingers for seconds while the runtime shuts down).
-    A resumed run's earlier lines were printed before; only new ones are.
+    By default a resumed run's earlier lines count as printed: they were, before.
     """
     progress = folder.file(PROGRESS_FILE)
-    printed = len(progress.read_text().splitlines()) if progress.exists() else 0
+    if printed is None:
+        printed = len(progress.read_text().splitlines()) if progress.exists() else 0
     while True:
-        done = runner.poll() is not None or folder.read_status() is not None
+        done = ended() or folder.read_status() is not None
         if progress.exists():
             lines = progress.read_text().splitlines()
             for line in lines[printed:]:
                 print(line, flush=True)
             printed = len(lines)
         if done:
-            return
+            return printed
         time.sleep(0.2)
 
 
-def _report(folder: RunFolder, runner_log: Path) -> int:
+def _report(folder: RunFolder, log_dir: Path, runner_log: str) -> int:
     """Exit code from the run's own status file: `flwr run` exits 0 even for failed runs."""
     status = folder.read_status()
     if status is None:
         folder.write_status(FAILED, message="the ServerApp ended without a status; see logs/")
-        print(f"fedge: run failed before it could report; last lines of {runner_log}:\n{tail(runner_log)}",
-              file=sys.stderr)
+        print(f"fedge: run failed before it could report.\n{flower_errors(log_dir)}"
+              f"last lines of {log_dir / runner_log}:\n{tail(log_dir / runner_log)}", file=sys.stderr)
         return 1
     if status["status"] in (COMPLETED, COMPLETED_WITH_FAILURES):
         final = status.get("final", {})
