@@ -142,7 +142,7 @@ def test_edge_model_refuses_features_of_the_wrong_width(onnx_float: Path) -> Non
 
 
 def test_edge_model_predicts_the_same_from_many_threads(onnx_float: Path) -> None:
-    """One EdgeModel reuses one ONNX Runtime binding; its lock keeps concurrent calls apart."""
+    """A device may serve predictions from several threads with one loaded model."""
     from concurrent.futures import ThreadPoolExecutor
 
     from fedge.predict import EdgeModel
