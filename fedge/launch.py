@@ -36,6 +36,13 @@ CONNECTION = "fedge"
 RUN_CONFIG_FILE = "run-config.toml"
 DEFAULT_POLL_INTERVAL = 1.0  # seconds between a device's checks for new messages (Flower: 3)
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # Flower colours its log levels
+STARTED_RUN = re.compile(r"Successfully started run (\d+)")  # what `flwr run` prints
+FLOWER_STATUS_SECONDS = 5.0  # how often to ask Flower whether a run whose stream ended still runs
+TOKEN_EXPIRED = "Runtime task-token authentication failed"
+TOKEN_HINT = ("the ServerApp process took longer than Flower's 30 s to reach the SuperLink after the run "
+              "was handed to it, so Flower refused it; the machine was too busy (e.g. devices starting "
+              "on it at the same moment): run the command again, or start the devices once the server "
+              "says it is waiting for them")
 
 
 class LaunchError(RuntimeError):
@@ -288,15 +295,6 @@ def _submit_and_follow(processes: ProcessSet, cfg: RunConfig, run_dir: Path, fed
         _follow(folder, _asked_every(FLOWER_STATUS_SECONDS, lambda: not run_is_active(processes.env, runner_log)),
                 printed)
     return _report(folder, processes.log_dir, "flwr-run.log")
-
-
-STARTED_RUN = re.compile(r"Successfully started run (\d+)")  # what `flwr run` prints
-FLOWER_STATUS_SECONDS = 5.0  # how often to ask Flower whether a run whose stream ended still runs
-TOKEN_EXPIRED = "Runtime task-token authentication failed"
-TOKEN_HINT = ("the ServerApp process took longer than Flower's 30 s to reach the SuperLink after the run "
-              "was handed to it, so Flower refused it; the machine was too busy (e.g. devices starting "
-              "on it at the same moment): run the command again, or start the devices once the server "
-              "says it is waiting for them")
 
 
 def run_is_active(env: dict[str, str], runner_log: Path) -> bool:
