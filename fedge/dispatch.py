@@ -9,7 +9,10 @@ seconds of every round, and enrolling all 10,000 clients costs 10^8.
 
 `add_messages_to_queue` below is the same loop with one pass over the stored
 messages per sweep: the same checks, the same rule (at most one message per client
-per sweep, marked delivered), the same hand-over to the workers.  `install()` puts
+per sweep, marked delivered), the same hand-over to the workers.  It also sweeps as
+soon as the ServerApp stores a message instead of at the next tick, and it makes the
+LinkState set `reply_stored` for every reply, which fedge's ServerApp (in the same
+process) waits on between looks for replies: together 20-25 ms of every round.  `install()` puts
 it in place of Flower's; fedge's ClientApp calls it at import, which in a simulation
 happens in the engine's process before the loop starts; in a device's process the
 engine is not loaded and nothing changes.  Only the in-memory LinkState is handled
@@ -21,6 +24,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 from queue import Queue
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +34,8 @@ if TYPE_CHECKING:  # fedge.launch reads KEEP_FLOWERS without importing Flower
 ENGINE_MODULE = "flwr.server.superlink.fleet.vce.vce_api"
 KEEP_FLOWERS = "FEDGE_FLOWER_DISPATCH"  # "1": leave Flower's loop in place
 SWEEP_SECONDS = 0.02  # Flower's: 0.1; a sweep is cheap now, so messages start sooner
+
+reply_stored = threading.Event()  # set by the engine's LinkState on every stored reply (simulation only)
 
 
 def install() -> bool:
@@ -44,10 +50,12 @@ def install() -> bool:
                               f_stop: threading.Event) -> None:
         if not _is_in_memory(state):
             return flower_loop(state, queue, nodes_mapping, f_stop)
+        message_stored = _signal_stores(state)
         while not f_stop.is_set():
+            message_stored.clear()  # before the sweep: a message stored during it wakes the next one
             for message in next_messages(state, nodes_mapping):
                 queue.put(message)
-            f_stop.wait(SWEEP_SECONDS)
+            message_stored.wait(SWEEP_SECONDS)
 
     add_messages_to_queue.flower_loop = flower_loop  # type: ignore[attr-defined]
     engine.add_messages_to_queue = add_messages_to_queue
@@ -69,6 +77,23 @@ def next_messages(state: Any, nodes: dict[int, int]) -> list[Message]:
         for message in taken.values():
             message.metadata.delivered_at = delivered_at
     return list(taken.values())
+
+
+def _signal_stores(state: Any) -> threading.Event:
+    """Make `state` set the returned event on every stored message and `reply_stored` on every reply."""
+    message_stored = threading.Event()
+
+    def signalling(store: Callable[[Message], str | None], event: threading.Event
+                   ) -> Callable[[Message], str | None]:
+        def store_and_signal(message: Message) -> str | None:
+            message_id = store(message)
+            event.set()
+            return message_id
+        return store_and_signal
+
+    state.store_message_ins = signalling(state.store_message_ins, message_stored)
+    state.store_message_res = signalling(state.store_message_res, reply_stored)
+    return message_stored
 
 
 def _is_in_memory(state: Any) -> bool:

@@ -24,6 +24,7 @@ from flwr.serverapp import Grid
 from fedge.checkpoint import Checkpoint, load_checkpoint, restore_strategy, save_checkpoint, strategy_state
 from fedge.config import ConfigError, RunConfig
 from fedge.data import DataError, Table, encode_labels, load_builtin, load_file
+from fedge.dispatch import reply_stored
 from fedge.metrics import held_out_metrics
 from fedge.model import ModelSpec, TrainedModel, build, save_model
 from fedge.privacy import epsilon
@@ -316,7 +317,8 @@ def send_and_receive(grid: Grid, messages: list[Message], timeout: float, patien
         if on_progress and now >= next_report:
             on_progress(len(replies))
             next_report = now + PROGRESS_SECONDS
-        time.sleep(poll)
+        reply_stored.wait(poll)  # set in simulation when a reply lands; otherwise a plain sleep
+        reply_stored.clear()  # before the next look, so a reply stored after it wakes the next wait
         poll = min(poll * 1.5, longest_poll)
     return replies
 

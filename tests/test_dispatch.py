@@ -1,8 +1,10 @@
-"""fedge's sweep hands out exactly what Flower's per-client sweep would, on Flower's real LinkState."""
+"""fedge's dispatch in Flower's engine: what Flower's per-client sweep hands out, on its real LinkState, sooner."""
 
 import inspect
 import threading
+import time
 from queue import Queue
+from types import SimpleNamespace
 
 import pytest
 from flwr.app import Message, RecordDict
@@ -18,7 +20,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from flwr.superlink.federation import NoOpFederationManager
 from flwr.superlink.grid.inmemory_grid import InMemoryGrid
 
-from fedge import dispatch
+from fedge import dispatch, federation
 
 RUN_ID, TASK_ID = 11, 12
 
@@ -33,6 +35,12 @@ def runtime():
 
 def _engine_state(messages_per_node: list[int]):
     """The engine's in-memory LinkState with len(messages_per_node) virtual clients and their messages."""
+    state, nodes, _ = _engine(messages_per_node)
+    return state, nodes
+
+
+def _engine(messages_per_node: list[int]):
+    """`_engine_state`, and the ServerApp's grid onto that state."""
     factory = LinkStateFactory(FLWR_IN_MEMORY_DB_NAME, NoOpFederationManager(), ObjectStoreFactory())
     nodes = vce_api._register_nodes(len(messages_per_node), factory)
     state = factory.state()
@@ -44,7 +52,7 @@ def _engine_state(messages_per_node: list[int]):
     grid.set_run(run)
     grid.push_messages([Message(RecordDict(), dst_node_id=node, message_type="query")
                         for node, count in zip(nodes, messages_per_node) for _ in range(count)])
-    return state, nodes
+    return state, nodes, grid
 
 
 def _flower_sweep(state, nodes) -> list[str]:
@@ -95,3 +103,75 @@ def test_flower_dispatch_keeps_flowers_loop(monkeypatch):
     monkeypatch.setenv(dispatch.KEEP_FLOWERS, "1")  # what `fedge simulate --flower-dispatch` sets
     assert dispatch.install() is False
     assert vce_api.add_messages_to_queue is flower_loop
+
+
+def test_the_loop_sweeps_when_the_server_stores_a_message_not_at_the_next_tick(runtime, monkeypatch):
+    flower_loop = getattr(vce_api.add_messages_to_queue, "flower_loop", vce_api.add_messages_to_queue)
+    monkeypatch.setattr(vce_api, "add_messages_to_queue", flower_loop)
+    monkeypatch.setattr(dispatch, "SWEEP_SECONDS", 600.0)  # a tick would never come within the test
+    dispatch.install()
+    state, nodes, grid = _engine([0, 0])
+    queue, stop = Queue(), threading.Event()
+    loop = threading.Thread(target=vce_api.add_messages_to_queue, args=(state, queue, nodes, stop), daemon=True)
+    loop.start()
+    node = next(iter(nodes))
+    try:
+        time.sleep(0.2)  # the loop has swept the empty state and waits
+        [pushed] = grid.push_messages([Message(RecordDict(), dst_node_id=node, message_type="query")])
+        assert queue.get(timeout=10).metadata.message_id == pushed
+    finally:
+        stop.set()
+        grid.push_messages([Message(RecordDict(), dst_node_id=node, message_type="query")])  # wakes it to stop
+        loop.join(timeout=10)
+    assert not loop.is_alive()
+
+
+class _RecordingState:
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+
+    def store_message_ins(self, message: str) -> str:
+        self.stored.append(message)
+        return f"id-{message}"
+
+    def store_message_res(self, message: str) -> str:
+        self.stored.append(message)
+        return f"id-{message}"
+
+
+def test_stores_signal_and_still_store_and_return_the_id():
+    state = _RecordingState()
+    message_stored = dispatch._signal_stores(state)
+    dispatch.reply_stored.clear()
+    assert state.store_message_ins("a") == "id-a" and message_stored.is_set()
+    assert not dispatch.reply_stored.is_set()
+    assert state.store_message_res("b") == "id-b" and dispatch.reply_stored.is_set()
+    assert state.stored == ["a", "b"]
+
+
+class _LateReplyGrid:
+    """One message; its reply turns up (and is signalled) only after the server's first look."""
+
+    def __init__(self) -> None:
+        self.looks = 0
+
+    def push_messages(self, messages):
+        return ["m1"]
+
+    def pull_messages(self, message_ids):
+        self.looks += 1
+        if self.looks == 1:
+            threading.Timer(0.1, dispatch.reply_stored.set).start()
+            return []
+        return [SimpleNamespace(metadata=SimpleNamespace(reply_to_message_id="m1"))]
+
+
+def test_the_server_looks_for_replies_when_one_is_signalled_not_after_its_poll(monkeypatch):
+    monkeypatch.setattr(federation, "REPLY_POLL_SECONDS", (600.0, 600.0))
+    grid, replies = _LateReplyGrid(), []
+    waiting = threading.Thread(target=lambda: replies.extend(federation.send_and_receive(grid, [], 900.0)),
+                               daemon=True)
+    dispatch.reply_stored.clear()
+    waiting.start()
+    waiting.join(timeout=10)
+    assert not waiting.is_alive() and grid.looks == 2 and len(replies) == 1
