@@ -172,7 +172,8 @@ def report(command: str, sizes: Sizes, repeats: int, tables: list[str]) -> str:
         f"{BATCH:,} per runtime per repeat; {repeats} repeats, shown as median (min-max). Every runtime runs "
         "scaler + MLP + softmax, numpy in and out; torch eager is `EdgeNetwork` under "
         "`torch.inference_mode()`; the float ONNX file has the scaler folded into its first layer, the int8 one "
-        "keeps it as two steps (see `fedge/export.py`). Speed-up = torch p50 / runtime p50 within the same repeat. "
+        "keeps it as two steps (see `fedge/export.py`); ONNX Runtime runs through `fedge.predict.EdgeModel`, "
+        "input checks included (its session settings are in `docs/inference.md`). Speed-up = torch p50 / runtime p50 within the same repeat. "
         "Model file: `model.pt` for torch (weights + spec + scaler + names), the exported ONNX file otherwise.",
         "", *[block for t in tables for block in (t, "")]])
 

@@ -89,7 +89,8 @@ def export_onnx(model: TrainedModel, out: Path, int8: bool = False) -> None:
         if int8:
             path = _quantize_int8(path)
         proto = onnx.load(path)
-    onnx.helper.set_model_props(proto, metadata(model.feature_names, model.classes))
+    onnx.helper.set_model_props(proto, metadata(model.feature_names, model.classes,
+                                                     "int8" if int8 else "float32"))
     partial = out.with_name(out.name + ".tmp")
     onnx.save(proto, partial)
     os.replace(partial, out)

@@ -17,17 +17,19 @@ OUTPUT = "probabilities"  # float32, shape (batch, classes)
 VERSION_KEY = "fedge.version"
 FEATURE_NAMES_KEY = "fedge.feature_names"
 CLASSES_KEY = "fedge.classes"
+WEIGHTS_KEY = "fedge.weights"  # "float32" or "int8": how the file stores its weights
 
 
 class ModelFileError(ValueError):
     """A model file cannot be used; the message says which file and what to do."""
 
 
-def metadata(feature_names: Sequence[str], classes: Sequence[str]) -> dict[str, str]:
-    """ONNX metadata props: feature names and classes as JSON lists, and the fedge version."""
+def metadata(feature_names: Sequence[str], classes: Sequence[str], weights: str) -> dict[str, str]:
+    """ONNX metadata props: feature names and classes as JSON lists, the weights' type, the fedge version."""
     return {VERSION_KEY: __version__,
             FEATURE_NAMES_KEY: json.dumps(list(feature_names)),
-            CLASSES_KEY: json.dumps(list(classes))}
+            CLASSES_KEY: json.dumps(list(classes)),
+            WEIGHTS_KEY: weights}
 
 
 def read_metadata(props: Mapping[str, str], where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -18,25 +18,30 @@ import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf
 
 from fedge.data import DataError, parse_number, read_csv, user_file
-from fedge.onnx_format import INPUT, OUTPUT, ModelFileError, read_metadata
+from fedge.onnx_format import INPUT, OUTPUT, WEIGHTS_KEY, ModelFileError, read_metadata
 from fedge.results import write_atomic
 
 
 class EdgeModel:
-    """An exported model on ONNX Runtime, with the features and classes it was trained on."""
+    """An exported model on ONNX Runtime, with the features and classes it was trained on.
+
+    Tuned for one sample per call, a device's usual load (2NN, one thread, µs a call):
+    float weights run faster unpacked (17.0 -> 15.7) and int8 ones only pre-packed
+    (10.7 against 19.6), so the session is built for the weights the file says it holds;
+    and a call goes straight to ONNX Runtime's binding with one reused RunOptions: the
+    public `run` re-checks the feed on every call (1.3-1.6 µs) after `predict_proba`
+    has checked it, and without RunOptions the binding builds one per call (1.2 µs).
+    """
 
     def __init__(self, path: Path, threads: int = 0) -> None:
         """`threads`: ONNX Runtime's intra-op threads; 0 lets it choose."""
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        with user_file(path):
-            try:
-                self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            except (Fail, InvalidGraph, InvalidProtobuf) as err:
-                raise ModelFileError(f"{path}: not an ONNX model ONNX Runtime can load ({err}); "
-                                     "write one with `fedge export RUN --format onnx`") from None
-        self.feature_names, self.classes = read_metadata(
-            self.session.get_modelmeta().custom_metadata_map, str(path))
+        self.session = _session(path, threads, prepack=False)
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.feature_names, self.classes = read_metadata(props, str(path))
+        if props.get(WEIGHTS_KEY) != "float32":  # int8, or written before fedge recorded it
+            self.session = _session(path, threads, prepack=True)
+        self._run = getattr(self.session, "_sess", self.session).run  # the public run if ORT renames it
+        self._run_options = ort.RunOptions()
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Probabilities, shape (rows, classes), for raw (unscaled) features in feature order."""
@@ -44,7 +49,19 @@ class EdgeModel:
         if features.ndim != 2 or features.shape[1] != len(self.feature_names):
             raise ValueError(f"features must have shape (rows, {len(self.feature_names)}), "
                              f"got {features.shape}")
-        return self.session.run([OUTPUT], {INPUT: features})[0]
+        return self._run([OUTPUT], {INPUT: features}, self._run_options)[0]
+
+
+def _session(path: Path, threads: int, prepack: bool) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.disable_prepacking", "0" if prepack else "1")
+    with user_file(path):
+        try:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except (Fail, InvalidGraph, InvalidProtobuf) as err:
+            raise ModelFileError(f"{path}: not an ONNX model ONNX Runtime can load ({err}); "
+                                 "write one with `fedge export RUN --format onnx`") from None
 
 
 def predict_file(model_path: Path, data_path: Path, out: Path | None, label_column: str) -> int:
