@@ -8,6 +8,7 @@ TOML scalars with kebab-case keys, so tuples travel as comma-separated strings.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -170,13 +171,12 @@ class RunConfig:
 
     @classmethod
     def from_flower(cls, run_config: dict[str, Any]) -> RunConfig:
-        """Build from `context.run_config`; unknown keys are ignored, missing ones default."""
-        values = {}
-        for f in dataclasses.fields(cls):
-            key = _flower_key(f.name)
-            if key in run_config:
-                values[f.name] = parse_option(f, run_config[key])
-        return cls(**values)
+        """Build from `context.run_config`; unknown keys are ignored, missing ones default.
+
+        A client reads it several times per message (its mods and handlers): parsed once
+        per distinct run config, since a RunConfig is frozen.
+        """
+        return _from_flower_items(cls, tuple(sorted(run_config.items())))
 
     @classmethod
     def from_toml(cls, path: Path) -> RunConfig:
@@ -193,6 +193,17 @@ class RunConfig:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; "
                               f"known keys: {', '.join(sorted(by_cli))}")
         return cls(**{by_cli[k].name: parse_option(by_cli[k], v) for k, v in data.items()})
+
+
+@functools.lru_cache(maxsize=16)
+def _from_flower_items(cls: type[RunConfig], items: tuple[tuple[str, Any], ...]) -> RunConfig:
+    run_config = dict(items)
+    values = {}
+    for f in dataclasses.fields(cls):
+        key = _flower_key(f.name)
+        if key in run_config:
+            values[f.name] = parse_option(f, run_config[key])
+    return cls(**values)
 
 
 def option_name(f: dataclasses.Field) -> str:
