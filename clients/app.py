@@ -1,5 +1,7 @@
 """Flower ClientApp: routes each server message to `fedge.client` and wraps the reply."""
 
+from collections.abc import Callable
+
 import torch
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
@@ -15,7 +17,25 @@ dispatch.install()  # inside Flower's simulation engine only (see fedge.dispatch
 object_pulls.install()  # retry a missing object after 20 ms, not 1 s (see fedge.object_pulls)
 fast_arrays.install()  # .npy headers cached per dtype and shape (see fedge.fast_arrays)
 
-app = ClientApp(mods=[wire_mod, secagg.RunConfigSecAggMod(), RunConfigDpMod()])  # outermost first
+
+
+class _ModuleClientApp(ClientApp):
+    """Pickles as a reference to this module's `app`.
+
+    Flower's simulation engine sends the ClientApp along with every message to a Ray
+    actor; pickled by value (mods, handlers) that cost its process 0.44 ms a call,
+    by reference 0.03 ms, and the actor unpickles the same module-level app.
+    """
+
+    def __reduce__(self) -> tuple[Callable[[], ClientApp], tuple[()]]:
+        return _module_app, ()
+
+
+def _module_app() -> ClientApp:
+    return app
+
+
+app = _ModuleClientApp(mods=[wire_mod, secagg.RunConfigSecAggMod(), RunConfigDpMod()])  # outermost first
 
 
 def _source(context: Context) -> client.DataSource:

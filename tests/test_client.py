@@ -122,3 +122,13 @@ def test_flowers_supernode_loop_still_sleeps_through_its_time_module():
 
     source = inspect.getsource(supernode.supernode_loop)
     assert "\nimport time\n" in source and "time.sleep(3)" in source
+
+
+def test_the_client_app_pickles_as_a_reference_to_the_module_app() -> None:
+    """Flower's simulation engine pickles the app along with every message (see clients.app)."""
+    import ray.cloudpickle
+
+    from clients.app import app
+
+    data = ray.cloudpickle.dumps(app)
+    assert ray.cloudpickle.loads(data) is app and len(data) < 100
