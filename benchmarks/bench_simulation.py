@@ -74,6 +74,8 @@ def compute_floor(args: argparse.Namespace) -> float:
     parts = [partition_rows(train.labels, args.clients, i, "iid") for i in range(args.clients)]
     per_round = max(1, int(args.clients * args.fraction))
     rng = np.random.default_rng(0)
+    # Warm up untimed: the first optimizer a process builds imports torch._dynamo (~2 s).
+    fit(build(spec), x[:16], y[:16], TrainSettings(epochs=1, batch_size=16))
     start = time.perf_counter()
     for rnd in range(args.rounds):
         for client in rng.choice(args.clients, per_round, replace=False):
