@@ -215,25 +215,34 @@ def join(server: str, node_config: dict[str, str | int], security: Security, war
                              f"127.0.0.1:{runtime_port}", "--node-config", json.dumps(node_config),
                              "--parent-pid", str(node.pid)], "warm-executor.log")
         print(f"fedge: client started as SuperNode (PID {node.pid}), serving {server}; Ctrl+C to leave", flush=True)
+        unexplained = False
         try:
-            return _serve_until_done(node, refusal, home / "logs" / "supernode.log", server, security)
+            code = _serve_until_done(node, refusal, home / "logs", server, security)
+            unexplained = True
+            return code
         finally:
             processes.stop()
-            shutil.rmtree(home, ignore_errors=True)
+            if not unexplained:  # stopped by the user, or an error that says what happened
+                shutil.rmtree(home, ignore_errors=True)
 
 
-def _serve_until_done(node: subprocess.Popen, refusal: Path, log: Path, server: str, security: Security) -> int:
-    """Wait while the SuperNode serves; turn a refusal or a failed connection into a clear error."""
+def _serve_until_done(node: subprocess.Popen, refusal: Path, log_dir: Path, server: str, security: Security) -> int:
+    """Wait while the SuperNode serves; turn a refusal or a failed connection into a clear error.
+
+    A SuperNode that ends for any other reason returns its exit code; its logs stay in
+    `log_dir` (the caller keeps them) for a look at what Flower said.
+    """
     while node.poll() is None and not refusal.exists():
         time.sleep(0.5)
     if refusal.exists():
         raise LaunchError(refusal.read_text().strip())
+    log = log_dir / "supernode.log"
     reason = connection_failure(log.read_text(errors="replace"), server, security)
     if reason:
         raise LaunchError(reason)
-    print(f"fedge: SuperNode exited with code {node.returncode}; last lines of its log:\n{tail(log)}",
-          file=sys.stderr)
-    return node.returncode or 1
+    print(f"fedge: SuperNode exited with code {node.returncode}; last lines of its log:\n{tail(log)}\n"
+          f"fedge: this device's logs are kept in {log_dir}", file=sys.stderr)
+    return node.returncode if node.returncode > 0 else 1  # killed by a signal: negative
 
 
 def connection_failure(log: str, server: str, security: Security) -> str:

@@ -3,8 +3,8 @@
 import json
 import os
 import re
+import shutil
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -35,13 +35,18 @@ def test_too_few_clients_end_the_run_with_a_clear_message(fedge, tmp_path: Path)
 def test_a_killed_client_is_dropped_and_rejoins_when_restarted(fedge, tmp_path: Path):
     address = f"127.0.0.1:{free_port()}"
     server = _server(fedge, tmp_path, address, "--rounds", "3", "--round-timeout", "60", "--wait-timeout", "180")
-    for i in range(3):
-        fedge.start(demo_client(address, i, 3), tmp_path / f"client{i}.log")
+    clients = [fedge.start(demo_client(address, i, 3), tmp_path / f"client{i}.log") for i in range(3)]
     victim_log = tmp_path / "client2.log"
     wait_for_line(tmp_path / "server.log", "round 1/3", server, timeout=300)
     supernode = int(re.search(r"SuperNode \(PID (\d+)\)", victim_log.read_text()).group(1))
     os.kill(supernode, signal.SIGKILL)  # the device dies during round 2, without a word
-    time.sleep(2)
+    assert clients[2].wait(timeout=60) == 1
+    # what Flower wrote on the device stays for a look; the client says where
+    kept = Path(re.search(r"^fedge: this device's logs are kept in (.+)$", victim_log.read_text(), re.M).group(1))
+    try:
+        assert "SuperNode exited with code -9" in victim_log.read_text() and (kept / "supernode.log").is_file()
+    finally:
+        shutil.rmtree(kept.parent)
     fedge.start(demo_client(address, 2, 3), tmp_path / "client2-again.log")  # and comes back
 
     assert server.wait(timeout=600) == 0, (tmp_path / "server.log").read_text()
