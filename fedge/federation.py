@@ -36,6 +36,7 @@ from fedge.strategy import build_strategy
 from fedge.wire import Packer
 
 QUERY_TIMEOUT = 120.0  # seconds without any new answer before the schema query gives up on the rest
+QUERY_BATCH = 1000  # schema queries in flight at once: the engine holds every message until answered
 PROGRESS_SECONDS = 10.0  # how often a long exchange reports how far it got
 REPLY_POLL_SECONDS = (0.005, 0.02)  # look for replies soon after sending, then back off to this
 
@@ -160,11 +161,22 @@ class _Federation:
             f"labels {', '.join(unknown)} are not among the run's classes" if unknown else "")
 
     def _query(self, nodes: Iterable[int]) -> tuple[list[ClientReport], dict[int, str]]:
+        """Ask `nodes` for schema and statistics, QUERY_BATCH at a time."""
+        nodes = list(nodes)
+        reports, failures = [], {}
+        for start in range(0, len(nodes), QUERY_BATCH):
+            batch_reports, batch_failures = self._query_batch(nodes[start:start + QUERY_BATCH], start, len(nodes))
+            reports += batch_reports
+            failures.update(batch_failures)
+        return reports, failures
+
+    def _query_batch(self, nodes: list[int], answered_before: int, total: int
+                     ) -> tuple[list[ClientReport], dict[int, str]]:
         messages = [Message(RecordDict(), dst_node_id=n, message_type=MessageType.QUERY) for n in nodes]
         # Thousands of simulated clients answer one after another: wait while answers keep coming.
         replies = send_and_receive(self.grid, messages, QUERY_TIMEOUT, patient=True,
                                    on_progress=lambda done: self._say(
-                                       f"schema query: {done} of {len(messages)} client(s) answered"))
+                                       f"schema query: {answered_before + done} of {total} client(s) answered"))
         node_of = destinations(messages)
         reports, failures = [], {}
         for reply in replies:

@@ -6,6 +6,7 @@ from pathlib import Path
 from flwr.app import Error, Message
 from flwr.common import Metadata
 
+from fedge import federation
 from fedge.config import RunConfig
 from tests.inprocess import InProcessGrid, run_federation
 
@@ -35,3 +36,29 @@ def test_an_error_reply_made_by_flower_is_counted_against_the_node_it_was_sent_t
     progress = (tmp_path / "progress.log").read_text()
     assert progress.count(f"node 3 failed: {LOST_UPLOAD}") == 2
     assert "no reply within" not in progress  # it did reply, with an error: it was not late
+
+
+class QueryCountingGrid(InProcessGrid):
+    """Records how many schema queries each push carried."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        super().__init__(cfg)
+        self.query_pushes: list[int] = []
+
+    def push_messages(self, messages):
+        messages = list(messages)
+        queries = [m for m in messages if m.metadata.message_type == "query" and not m.content]
+        if queries:
+            self.query_pushes.append(len(queries))
+        return super().push_messages(messages)
+
+
+def test_the_schema_query_asks_a_batch_at_a_time_and_enrols_everyone(tmp_path: Path, monkeypatch):
+    """Thousands of simulated clients: the engine holds every query until answered, so few at a time."""
+    monkeypatch.setattr(federation, "QUERY_BATCH", 3)
+    cfg = RunConfig(clients=7, num_rounds=1, local_epochs=1)
+    grid = QueryCountingGrid(cfg.replace(min_clients=7))
+    rows = run_federation(cfg, tmp_path, grid)
+    assert grid.query_pushes == [3, 3, 1]
+    assert rows[0]["train-clients"] == 7
+    assert "7 client(s) enrolled" in (tmp_path / "progress.log").read_text()
