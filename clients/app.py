@@ -6,7 +6,7 @@ import torch
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fedge import client, dispatch, fast_arrays, object_pulls, secagg
+from fedge import client, dispatch, fast_arrays, object_pulls, secagg, shared_contexts
 from fedge.config import RunConfig
 from fedge.privacy import RunConfigDpMod
 from fedge.refusal import REFUSAL
@@ -14,6 +14,7 @@ from fedge.wire import wire_mod
 
 torch.set_num_threads(1)  # one core per client: simulation runs one client per core
 dispatch.install()  # inside Flower's simulation engine only (see fedge.dispatch)
+shared_contexts.install()  # there too: one run config for all virtual clients (see fedge.shared_contexts)
 object_pulls.install()  # retry a missing object after 20 ms, not 1 s (see fedge.object_pulls)
 fast_arrays.install()  # .npy headers cached per dtype and shape (see fedge.fast_arrays)
 

@@ -65,3 +65,11 @@ def test_scale_benchmark_smoke(tmp_path: Path) -> None:
     assert "## Scale: virtual clients (issue 4)" in text
     row = next(line for line in text.splitlines() if line.startswith("| 20 | 5 |"))
     assert row.count("|") == 9 and row.endswith("× |")  # fedge's numbers and the Flower-dispatch baseline
+
+
+def test_engine_memory_benchmark_smoke(tmp_path: Path) -> None:
+    text = _run_benchmark("bench_engine_memory.py", tmp_path / "B.md", "--totals", "200")
+    assert "## Engine memory per virtual client (issue 4)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 200 |"))
+    flower, fedge = (float(cell.split()[0]) for cell in row.split("|")[3:5])
+    assert 0 < fedge < flower / 2  # Flower keeps a run config per client called, fedge one per run
