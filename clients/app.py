@@ -19,7 +19,6 @@ object_pulls.install()  # retry a missing object after 20 ms, not 1 s (see fedge
 fast_arrays.install()  # .npy headers cached per dtype and shape (see fedge.fast_arrays)
 
 
-
 class _ModuleClientApp(ClientApp):
     """Pickles as a reference to this module's `app`.
 

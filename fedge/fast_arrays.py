@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import io
-from typing import Any
+import math
 
 import numpy as np
 from flwr.app import Array
@@ -66,10 +66,10 @@ def from_npy_bytes(data: bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarra
         return None
     if kind.kind not in NUMERIC_KINDS or not all(isinstance(n, int) and n >= 0 for n in shape):
         return None
-    if kind.itemsize * _count(shape) >= len(data):  # not even room for a header: np.load says why
+    if kind.itemsize * math.prod(shape) >= len(data):  # not even room for a header: np.load says why
         return None
     header = npy_header(kind.str, shape)
-    if len(data) != len(header) + kind.itemsize * _count(shape) or not data.startswith(header):
+    if len(data) != len(header) + kind.itemsize * math.prod(shape) or not data.startswith(header):
         return None
     return np.frombuffer(data, dtype=kind, offset=len(header)).reshape(shape).copy()
 
@@ -82,9 +82,3 @@ def npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
     np.save(buffer, empty, allow_pickle=False)
     return buffer.getvalue()[:-empty.nbytes or None]
 
-
-def _count(shape: tuple[Any, ...]) -> int:
-    count = 1
-    for n in shape:
-        count *= n
-    return count

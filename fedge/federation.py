@@ -36,7 +36,7 @@ from fedge.strategy import build_strategy
 from fedge.wire import Packer
 
 QUERY_TIMEOUT = 120.0  # seconds without any new answer before the schema query gives up on the rest
-QUERY_BATCH = 1000  # schema queries in flight at once: the engine holds every message until answered
+QUERY_BATCH = 1000  # schema queries stored at once: every dispatch sweep re-checks every stored message
 PROGRESS_SECONDS = 10.0  # how often a long exchange reports how far it got
 REPLY_POLL_SECONDS = (0.005, 0.02)  # look for replies soon after sending, then back off to this
 
