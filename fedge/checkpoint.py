@@ -24,6 +24,8 @@ from fedge.data import Scaler
 from fedge.results import CHECKPOINT_FILE
 from fedge.schema import RunSchema
 
+ROWS_ENTRY = "rows"  # the metrics rows so far, as UTF-8 JSON
+
 
 @dataclass
 class Checkpoint:
@@ -34,15 +36,19 @@ class Checkpoint:
     strategy_state: dict[str, Any]
 
 
-def save_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
+def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, rows_json: str | None = None) -> None:
+    """`rows_json`: the rows already encoded as a JSON list (what RunFolder.write_metrics
+    returns), so that a long run does not encode every row once more each round."""
+    rows = (json.dumps(checkpoint.rows) if rows_json is None else rows_json).encode()
     entries = {f"model/{name}": array.numpy() for name, array in checkpoint.arrays.items()}
+    entries[ROWS_ENTRY] = np.frombuffer(rows, dtype=np.uint8)  # UTF-8: a str array takes 4 bytes a character
     layout = {}
     for attr, value in checkpoint.strategy_state.items():
         kind, items = _flatten(value)
         layout[attr] = {"kind": kind, "keys": list(items)}
         entries.update({f"strategy/{attr}/{key}": array for key, array in items.items()})
     schema = checkpoint.schema
-    meta = {"round": checkpoint.round, "model": list(checkpoint.arrays.keys()), "rows": checkpoint.rows,
+    meta = {"round": checkpoint.round, "model": list(checkpoint.arrays.keys()),
             "strategy": layout, "features": list(schema.feature_names), "classes": list(schema.classes),
             "scaler-mean": schema.scaler.mean.tolist(), "scaler-std": schema.scaler.std.tolist()}
     path = Path(run_dir) / CHECKPOINT_FILE
@@ -61,12 +67,13 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
         return None
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
+        rows = json.loads(data[ROWS_ENTRY].tobytes())
         arrays = ArrayRecord({name: Array(data[f"model/{name}"]) for name in meta["model"]})
         state = {attr: _unflatten(spec["kind"], {key: data[f"strategy/{attr}/{key}"] for key in spec["keys"]})
                  for attr, spec in meta["strategy"].items()}
     schema = RunSchema(tuple(meta["features"]), tuple(meta["classes"]),
                        Scaler(np.asarray(meta["scaler-mean"]), np.asarray(meta["scaler-std"])), (), {})
-    return Checkpoint(meta["round"], arrays, schema, meta["rows"], state)
+    return Checkpoint(meta["round"], arrays, schema, rows, state)
 
 
 def strategy_state(strategy: Any) -> dict[str, Any]:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import functools
 import io
 import math
+from collections.abc import Mapping
 
 import numpy as np
-from flwr.app import Array
+from flwr.app import Array, ArrayRecord
 from flwr.common.constant import SType
 
 NUMERIC_KINDS = "biufc"  # bool, signed, unsigned, float, complex: never pickled
@@ -49,6 +50,18 @@ def install() -> bool:
     Array.numpy = numpy  # type: ignore[method-assign]
     Array.from_numpy_ndarray = classmethod(from_numpy_ndarray)  # type: ignore[method-assign,assignment]
     return True
+
+
+def array_record(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
+    """An ArrayRecord of these arrays, each encoded once.
+
+    `ArrayRecord({name: Array(...)})` copies every Array it is given (Flower's
+    `from_array_dict` builds each one anew): 7.5 us an array, more than encoding it.
+    """
+    record = ArrayRecord()
+    for name, values in arrays.items():
+        record[name] = Array(values)
+    return record
 
 
 def to_npy_bytes(values: np.ndarray) -> bytes | None:

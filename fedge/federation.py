@@ -178,9 +178,9 @@ class _Federation:
                                    on_progress=lambda done: self._say(
                                        f"schema query: {answered_before + done} of {total} client(s) answered"))
         node_of = destinations(messages)
+        self.folder.record_replies(describe_reply(reply) for reply in replies)
         reports, failures = [], {}
         for reply in replies:
-            self.folder.record_reply(describe_reply(reply))
             node = node_of[reply.metadata.reply_to_message_id]
             if reply.has_error():
                 failures[node] = reply.error.reason
@@ -213,7 +213,7 @@ class _Federation:
         secure = None
         if self.cfg.secagg:
             secure = SecureTraining(self.accepted_grid, self.cfg, config,
-                                    lambda reply: self.folder.record_reply(describe_reply(reply)))
+                                    lambda replies: self.folder.record_replies(map(describe_reply, replies)))
         rows: list[dict[str, Any]] = resumed.rows if resumed else []
         for rnd in range(len(rows) + 1, self.cfg.num_rounds + 1):
             round_start = time.monotonic()
@@ -245,8 +245,9 @@ class _Federation:
             row["seconds"] = round(time.monotonic() - round_start, 3)
             row["timestamp"] = round(time.time(), 3)
             rows.append(row)
-            self.folder.write_metrics(rows)
-            save_checkpoint(self.folder.path, Checkpoint(rnd, arrays, schema, rows, strategy_state(strategy)))
+            rows_json = self.folder.write_metrics(rows)
+            save_checkpoint(self.folder.path, Checkpoint(rnd, arrays, schema, rows, strategy_state(strategy)),
+                            rows_json)
             self._say(_progress_line(rows, self.cfg.num_rounds, time.monotonic() - self.started))
         # The last model has not been to the clients yet: one evaluation-only exchange.
         eval_sent, eval_replies = self._exchange(
@@ -282,13 +283,15 @@ class _Federation:
         if late:
             self._say(f"no reply within --round-timeout {self.cfg.round_timeout:g}s from node(s) "
                       f"{', '.join(map(str, late))}", WARNING)
+        entries = []
         for reply in replies:
             wire_bytes = array_bytes(reply)  # as it came: packed
             self.packer.incoming(reply, layout_of.get(reply.metadata.reply_to_message_id))
-            self.folder.record_reply(describe_reply(reply, wire_bytes))
+            entries.append(describe_reply(reply, wire_bytes))
             if reply.has_error():
                 self._say(f"node {node_of[reply.metadata.reply_to_message_id]} failed: {reply.error.reason}",
                           WARNING)
+        self.folder.record_replies(entries)
         return len(messages), replies
 
     def _test_arrays(self, schema: RunSchema) -> tuple[np.ndarray, np.ndarray] | None:

@@ -49,9 +49,9 @@ class SecureTraining:
     """One round's training through SecAgg+; the grid only ever carries masked vectors."""
 
     def __init__(self, grid: Any, cfg: RunConfig, config: dict[str, Any],
-                 on_reply: Callable[[Message], None]) -> None:
+                 on_replies: Callable[[list[Message]], None]) -> None:
         self.grid, self.cfg, self.config = grid, cfg, config
-        self.on_reply = on_reply
+        self.on_replies = on_replies
         self.strategy = LegacyFedAvg(fraction_fit=cfg.fraction_train, min_fit_clients=2, min_available_clients=2,
                                      fit_metrics_aggregation_fn=_weighted_mean)
         self.workflow = SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=0.5,
@@ -69,7 +69,7 @@ class SecureTraining:
         initial = compat.parameters_to_arrayrecord(ndarrays_to_parameters(arrays.to_numpy_ndarrays()), True)
         context.state.array_records[MAIN_PARAMS_RECORD] = initial
         context.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({Key.CURRENT_ROUND: rnd})
-        watched = _WatchedGrid(self.grid, self.on_reply)
+        watched = _WatchedGrid(self.grid, self.on_replies)
         self.workflow(watched, context)
         sampled, summed = watched.clients_in_stages()
         if context.state.array_records[MAIN_PARAMS_RECORD] is initial:  # the workflow halted
@@ -90,14 +90,13 @@ class SecureTraining:
 class _WatchedGrid:
     """Passes the workflow's messages through, showing every reply to fedge's audit trail."""
 
-    def __init__(self, grid: Any, on_reply: Callable[[Message], None]) -> None:
-        self._grid, self._on_reply = grid, on_reply
+    def __init__(self, grid: Any, on_replies: Callable[[list[Message]], None]) -> None:
+        self._grid, self._on_replies = grid, on_replies
         self._stage_clients: list[int] = []
 
     def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> list[Message]:
         replies = list(self._grid.send_and_receive(messages, timeout=timeout))
-        for reply in replies:
-            self._on_reply(reply)
+        self._on_replies(replies)
         self._stage_clients.append(sum(not r.has_error() for r in replies))
         return replies
 

@@ -16,11 +16,16 @@ to judge.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
+
+from fedge.fast_arrays import array_record
 
 ARRAYS = "arrays"
 CONFIG = "config"
@@ -54,16 +59,17 @@ class Layout:
     def to_config(self) -> dict[str, list[str]]:
         return {NAMES: list(self.names), SHAPES: [",".join(map(str, shape)) for shape in self.shapes]}
 
-    @property
-    def sizes(self) -> list[int]:
-        return [int(np.prod(shape)) for shape in self.shapes]
+    @functools.cached_property
+    def offsets(self) -> tuple[int, ...]:
+        """Where each array starts in the flat array, and (last) where the flat array ends."""
+        return tuple(itertools.accumulate((math.prod(shape) for shape in self.shapes), initial=0))
 
 
 def pack(record: ArrayRecord, layout: Layout) -> ArrayRecord:
     """One flat float32 array, when `record` holds exactly the layout's arrays."""
     if Layout.of(record) != layout:
         return record
-    return ArrayRecord({FLAT: Array(np.concatenate([array.numpy().ravel() for array in record.values()]))})
+    return array_record({FLAT: np.concatenate([array.numpy().ravel() for array in record.values()])})
 
 
 def unpack(record: ArrayRecord, layout: Layout) -> ArrayRecord:
@@ -71,11 +77,11 @@ def unpack(record: ArrayRecord, layout: Layout) -> ArrayRecord:
     if list(record.keys()) != [FLAT]:
         return record
     flat = record[FLAT].numpy()
-    if flat.dtype != DTYPE or flat.shape != (sum(layout.sizes),):
+    ends = layout.offsets
+    if flat.dtype != DTYPE or flat.shape != (ends[-1],):
         return record
-    pieces = np.split(flat, np.cumsum(layout.sizes)[:-1])
-    return ArrayRecord({name: Array(piece.reshape(shape))
-                        for name, piece, shape in zip(layout.names, pieces, layout.shapes)})
+    return array_record({name: flat[start:end].reshape(shape)
+                         for name, shape, start, end in zip(layout.names, layout.shapes, ends, ends[1:])})
 
 
 def with_arrays(content: RecordDict, arrays: ArrayRecord) -> RecordDict:

@@ -1,5 +1,6 @@
 """A checkpoint brings back the model, the schema, the metrics and the server optimizer's state."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,10 @@ def test_fedavgm_momentum_survives_a_restart(tmp_path: Path):
 
 def test_a_run_without_checkpoint_has_nothing_to_resume(tmp_path: Path):
     assert load_checkpoint(tmp_path) is None
+
+
+def test_rows_given_as_json_are_stored_as_given(tmp_path: Path):
+    rows = [{"round": 1, "note": "é"}, {"round": 2}]
+    state = strategy_state(ValidatedStrategy(FedAvg()))
+    save_checkpoint(tmp_path, Checkpoint(2, _arrays(0.5), SCHEMA, rows, state), json.dumps(rows))
+    assert load_checkpoint(tmp_path).rows == rows
