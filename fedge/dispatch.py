@@ -9,7 +9,9 @@ seconds of every round, and enrolling all 10,000 clients costs 10^8.
 
 `add_messages_to_queue` below is the same loop with one pass over the stored
 messages per sweep: the same checks, the same rule (at most one message per client
-per sweep, marked delivered), the same hand-over to the workers.  It also sweeps as
+per sweep, marked delivered).  It queues each sweep's messages together, for
+`fedge.actor_calls.worker` (installed with it, in place of Flower's worker) to send
+each worker's share to its Ray actor in one call.  It also sweeps as
 soon as the ServerApp stores a message instead of at the next tick, and it makes the
 LinkState set `reply_stored` for every reply, which fedge's ServerApp (in the same
 process) waits on between looks for replies: together 20-25 ms of every round.  `install()` puts
@@ -44,6 +46,8 @@ def install() -> bool:
     engine = sys.modules.get(ENGINE_MODULE)
     if engine is None or hasattr(engine.add_messages_to_queue, "flower_loop") or os.environ.get(KEEP_FLOWERS):
         return False
+    from fedge.actor_calls import Sweep, worker  # imports Flower: only where its engine runs
+
     flower_loop = engine.add_messages_to_queue
 
     def add_messages_to_queue(state: Any, queue: Queue[Message], nodes_mapping: dict[int, int],
@@ -53,12 +57,14 @@ def install() -> bool:
         message_stored = _signal_stores(state)
         while not f_stop.is_set():
             message_stored.clear()  # before the sweep: a message stored during it wakes the next one
-            for message in next_messages(state, nodes_mapping):
-                queue.put(message)
+            messages = next_messages(state, nodes_mapping)
+            if messages:
+                queue.put(Sweep(messages))  # shared out among the workers by fedge.actor_calls.worker
             message_stored.wait(SWEEP_SECONDS)
 
     add_messages_to_queue.flower_loop = flower_loop  # type: ignore[attr-defined]
     engine.add_messages_to_queue = add_messages_to_queue
+    engine.worker = worker
     return True
 
 

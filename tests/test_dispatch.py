@@ -20,7 +20,7 @@ from flwr.supercore.task_identity import TaskIdentity
 from flwr.superlink.federation import NoOpFederationManager
 from flwr.superlink.grid.inmemory_grid import InMemoryGrid
 
-from fedge import dispatch, federation
+from fedge import actor_calls, dispatch, federation
 
 RUN_ID, TASK_ID = 11, 12
 
@@ -73,41 +73,49 @@ def test_each_sweep_takes_one_undelivered_message_per_client_like_flowers(runtim
     assert sweeps == [[0, 1, 3], [0, 3], [3], []]  # by client index
 
 
-def test_install_replaces_the_engine_loop_once_and_the_loop_feeds_the_queue(runtime, monkeypatch):
+def _flowers_engine(monkeypatch) -> None:
+    """The engine module as Flower ships it, whatever an earlier test installed."""
     flower_loop = getattr(vce_api.add_messages_to_queue, "flower_loop", vce_api.add_messages_to_queue)
-    monkeypatch.setattr(vce_api, "add_messages_to_queue", flower_loop)  # as the engine starts
+    monkeypatch.setattr(vce_api, "add_messages_to_queue", flower_loop)
+    monkeypatch.setattr(vce_api, "worker", vce_api.worker)  # restored after the test
+
+
+def test_install_replaces_loop_and_worker_once_and_the_loop_queues_whole_sweeps(runtime, monkeypatch):
+    _flowers_engine(monkeypatch)
     assert dispatch.install() is True
     assert dispatch.install() is False  # already in place
+    assert vce_api.worker is actor_calls.worker
     state, nodes = _engine_state([1, 1])
     queue, stop = Queue(), threading.Event()
     loop = threading.Thread(target=vce_api.add_messages_to_queue, args=(state, queue, nodes, stop))
     loop.start()
-    first, second = queue.get(timeout=5), queue.get(timeout=5)
+    sweep = queue.get(timeout=5)
     stop.set()
     loop.join(timeout=5)
-    assert {first.metadata.dst_node_id, second.metadata.dst_node_id} == set(nodes)
+    assert isinstance(sweep, actor_calls.Sweep)
+    assert sorted(m.metadata.dst_node_id for m in sweep.messages) == sorted(nodes)
 
 
 def test_flowers_engine_still_dispatches_the_way_fedge_replaces():
     """A Flower upgrade that changes the loop must fail here, not run on the old assumptions."""
     assert "target=add_messages_to_queue" in inspect.getsource(vce_api.run_api)
+    assert "executor.submit(\n                    worker," in inspect.getsource(vce_api.run_api)
     flower_loop = getattr(vce_api.add_messages_to_queue, "flower_loop", vce_api.add_messages_to_queue)
     source = inspect.getsource(flower_loop)
     assert "for node_id in nodes_mapping.keys():" in source
     assert "state.get_message_ins(node_id=node_id, limit=1)" in source
 
 
-def test_flower_dispatch_keeps_flowers_loop(monkeypatch):
-    flower_loop = getattr(vce_api.add_messages_to_queue, "flower_loop", vce_api.add_messages_to_queue)
-    monkeypatch.setattr(vce_api, "add_messages_to_queue", flower_loop)
+def test_flower_dispatch_keeps_flowers_loop_and_worker(monkeypatch):
+    _flowers_engine(monkeypatch)
+    flower_loop, flower_worker = vce_api.add_messages_to_queue, vce_api.worker
     monkeypatch.setenv(dispatch.KEEP_FLOWERS, "1")  # what `fedge simulate --flower-dispatch` sets
     assert dispatch.install() is False
-    assert vce_api.add_messages_to_queue is flower_loop
+    assert vce_api.add_messages_to_queue is flower_loop and vce_api.worker is flower_worker
 
 
 def test_the_loop_sweeps_when_the_server_stores_a_message_not_at_the_next_tick(runtime, monkeypatch):
-    flower_loop = getattr(vce_api.add_messages_to_queue, "flower_loop", vce_api.add_messages_to_queue)
-    monkeypatch.setattr(vce_api, "add_messages_to_queue", flower_loop)
+    _flowers_engine(monkeypatch)
     monkeypatch.setattr(dispatch, "SWEEP_SECONDS", 600.0)  # a tick would never come within the test
     dispatch.install()
     state, nodes, grid = _engine([0, 0])
@@ -118,7 +126,7 @@ def test_the_loop_sweeps_when_the_server_stores_a_message_not_at_the_next_tick(r
     try:
         time.sleep(0.2)  # the loop has swept the empty state and waits
         [pushed] = grid.push_messages([Message(RecordDict(), dst_node_id=node, message_type="query")])
-        assert queue.get(timeout=10).metadata.message_id == pushed
+        assert [m.metadata.message_id for m in queue.get(timeout=10).messages] == [pushed]
     finally:
         stop.set()
         grid.push_messages([Message(RecordDict(), dst_node_id=node, message_type="query")])  # wakes it to stop
