@@ -81,3 +81,11 @@ def test_well_formed_arrays_skip_np_save_and_np_load(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(np, "save", lambda *args, **kwargs: pytest.fail("np.save called"))
     monkeypatch.setattr(np, "load", lambda *args, **kwargs: pytest.fail("np.load called"))
     np.testing.assert_array_equal(Array(values).numpy(), values)
+
+
+def test_array_record_holds_what_flowers_constructor_would_in_the_same_order() -> None:
+    arrays = {"b.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "a.bias": np.array([1.5, -2.0])}
+    ours, flowers = fast_arrays.array_record(arrays), ArrayRecord({k: Array(v) for k, v in arrays.items()})
+    assert list(ours.keys()) == ["b.weight", "a.bias"]
+    assert [(a.dtype, a.shape, a.stype, a.data) for a in ours.values()] == \
+        [(a.dtype, a.shape, a.stype, a.data) for a in flowers.values()]
