@@ -90,11 +90,19 @@ def run_share(share: list[Message], node_info_store: dict[int, Any], backend: An
         log(ERROR, "fedge: a call of %s message(s) to a Ray actor failed: %s", len(share), ex)
         log(ERROR, traceback.format_exc())
         return [error_reply(message, ex) for message in share]
+    replies = []
     for message, (outcome, context) in zip(share, results, strict=True):
         metrics.add_clientapp_runtime(outcome.seconds)
+        reply = outcome.reply
         if outcome.ok:
-            node_info_store[message.metadata.dst_node_id].update_context(message.metadata.run_id, context=context)
-    return [outcome.reply for outcome, _ in results]
+            try:
+                node_info_store[message.metadata.dst_node_id].update_context(message.metadata.run_id,
+                                                                             context=context)
+            except Exception as ex:  # Flower refuses a Context whose run config the ClientApp changed
+                log(ERROR, "fedge: node %s: %s", message.metadata.dst_node_id, ex)
+                reply = error_reply(message, ex)
+        replies.append(reply)
+    return replies
 
 
 def _actor_call(backend: Any, share: list[Message], contexts: list[Context]) -> list[tuple[Outcome, Context]]:

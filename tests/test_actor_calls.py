@@ -26,6 +26,7 @@ from fedge.actor_calls import Sweep, shares
 
 RUN_ID = 5
 FAILING_NODE = 3
+RECONFIGURING_NODE = 4  # changes its run config, which Flower refuses to store
 
 client_app = ClientApp()
 
@@ -37,6 +38,8 @@ def count_calls(msg: Message, context: Context) -> Message:
     context.state["calls"] = ConfigRecord({"n": calls})
     if context.node_id == FAILING_NODE:
         raise ValueError(f"row 7 of node {FAILING_NODE} is not a number")
+    if context.node_id == RECONFIGURING_NODE:
+        context.run_config["lr"] = 1.0
     seen = sorted(msg.content.keys())
     msg.content["changed-by-a-mod"] = ConfigRecord({"node": context.node_id})  # as mods do to what arrives
     return Message(RecordDict({"seen": ConfigRecord({"node": context.node_id, "records": seen})}), reply_to=msg)
@@ -158,16 +161,18 @@ def test_messages_sharing_one_content_object_each_arrive_as_their_own_copy(engin
     assert [list(r.content["seen"]["records"]) for r in replies] == [["model"]] * 4
 
 
-def test_a_client_app_that_raises_fails_only_its_own_message(engine):
+def test_a_client_app_that_raises_or_changes_its_run_config_fails_only_its_own_message(engine):
     nodes = range(1, 6)
     stores = _clients(nodes)
     messages = _messages(nodes)
     replies = actor_calls.run_share(messages, stores, _backend([_LocalActor()]), VceMetrics())
     failed = [r for r in replies if r.has_error()]
-    assert [r.metadata.reply_to_message_id for r in failed] == [messages[FAILING_NODE - 1].metadata.message_id]
+    assert [r.metadata.reply_to_message_id for r in failed] == [messages[n - 1].metadata.message_id
+                                                                for n in (FAILING_NODE, RECONFIGURING_NODE)]
     assert failed[0].error.code == ErrorCode.CLIENT_APP_RAISED_EXCEPTION
     assert f"row 7 of node {FAILING_NODE} is not a number" in failed[0].error.reason
-    assert [_calls_of(stores[n]) for n in nodes] == [1, 1, 0, 1, 1]  # the failed client's Context not stored
+    assert failed[1].error.code == ErrorCode.UNKNOWN and "cannot be modified" in failed[1].error.reason
+    assert [_calls_of(stores[n]) for n in nodes] == [1, 1, 0, 0, 1]  # the failed clients' Contexts not stored
 
 
 def test_a_failed_call_fails_its_whole_share_and_gives_the_actor_back(engine):
