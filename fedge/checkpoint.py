@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord
+from flwr.app import ArrayRecord
 from flwr.serverapp.strategy import Strategy
 
 from fedge.data import Scaler
+from fedge.fast_arrays import array_record
 from fedge.results import CHECKPOINT_FILE
 from fedge.schema import RunSchema
 
@@ -68,7 +69,7 @@ def load_checkpoint(run_dir: Path) -> Checkpoint | None:
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
         rows = json.loads(data[ROWS_ENTRY].tobytes())
-        arrays = ArrayRecord({name: Array(data[f"model/{name}"]) for name in meta["model"]})
+        arrays = array_record({name: data[f"model/{name}"] for name in meta["model"]})
         state = {attr: _unflatten(spec["kind"], {key: data[f"strategy/{attr}/{key}"] for key in spec["keys"]})
                  for attr, spec in meta["strategy"].items()}
     schema = RunSchema(tuple(meta["features"]), tuple(meta["classes"]),
@@ -117,7 +118,7 @@ def _flatten(value: Any) -> tuple[str, dict[str, np.ndarray]]:
 
 def _unflatten(kind: str, items: dict[str, np.ndarray]) -> Any:
     if kind == "arrayrecord":
-        return ArrayRecord({k: Array(v) for k, v in items.items()})
+        return array_record(items)
     if kind == "array":
         return items["0"]
     if kind == "dict":

@@ -14,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
+
+from fedge.fast_arrays import array_record
 
 UPDATE = "update"  # the flat quantised update (int8: then the layers' scales, as bytes)
 SCALE_BYTES = np.dtype(np.float32).itemsize
@@ -53,11 +55,6 @@ def decode(received: ArrayRecord, sent: ArrayRecord, method: str) -> ArrayRecord
     pieces = np.split(flat, np.cumsum(sizes)[:-1])
     return array_record({name: (sent[name].numpy() + piece.reshape(sent[name].shape) * scale).astype(np.float32)
                          for name, piece, scale in zip(sent, pieces, scales)})
-
-
-def array_record(arrays: dict[str, np.ndarray]) -> ArrayRecord:
-    """An ArrayRecord that keeps the names (Flower's list form would number them)."""
-    return ArrayRecord({name: Array(array) for name, array in arrays.items()})
 
 
 class DecompressUpdates(Strategy):

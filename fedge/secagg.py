@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.client.mod import secaggplus_mod
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
@@ -38,6 +38,7 @@ from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECOR
 from fedge.client import DataSource
 from fedge.client import train_reply as plain_train_reply
 from fedge.config import RunConfig
+from fedge.fast_arrays import array_record
 
 CLIPPING_RANGE = 8.0  # Flower's default: MLP weights stay far inside ±8
 QUANTIZATION_RANGE = 2**22
@@ -77,7 +78,7 @@ class SecureTraining:
         aggregate = compat.arrayrecord_to_parameters(context.state.array_records[MAIN_PARAMS_RECORD], True)
         metrics = context.history.metrics_distributed_fit
         row = {key: values[-1][1] for key, values in metrics.items() if values and values[-1][0] == rnd}
-        new = ArrayRecord({n: Array(a) for n, a in zip(names, parameters_to_ndarrays(aggregate), strict=True)})
+        new = array_record(dict(zip(names, parameters_to_ndarrays(aggregate), strict=True)))
         return new, row, sampled, summed
 
     def _client_manager(self) -> SimpleClientManager:
@@ -131,7 +132,7 @@ def train_reply(content: RecordDict, source: DataSource, cfg: RunConfig) -> Reco
     fitins = compat.recorddict_to_fitins(content, keep_input=True)
     config = json.loads(str(fitins.config[FEDGE_CONFIG]))
     names = config.pop(ARRAY_NAMES)
-    arrays = ArrayRecord({n: Array(a) for n, a in zip(names, parameters_to_ndarrays(fitins.parameters), strict=True)})
+    arrays = array_record(dict(zip(names, parameters_to_ndarrays(fitins.parameters), strict=True)))
     reply = plain_train_reply(RecordDict({"arrays": arrays, "config": ConfigRecord(config)}), source, cfg)
     metrics = dict(reply["metrics"])
     fitres = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(reply["arrays"].to_numpy_ndarrays()),

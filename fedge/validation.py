@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from logging import WARNING
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
+
+from fedge.fast_arrays import array_record
 
 WEIGHT_KEY = "num-examples"
 ARRAYS_KEY = "arrays"
@@ -150,7 +152,7 @@ class ValidatedStrategy(Strategy):
         which would make every later (float32) client reply look malformed."""
         if all(str(a.dtype) == self._expected[name].dtype for name, a in arrays.items()):
             return arrays
-        return ArrayRecord({name: Array(a.numpy().astype(self._expected[name].dtype)) for name, a in arrays.items()})
+        return array_record({name: a.numpy().astype(self._expected[name].dtype) for name, a in arrays.items()})
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:

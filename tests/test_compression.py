@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord
 
-from fedge.compression import array_record, decode, encode
+from fedge.compression import decode, encode
+from fedge.fast_arrays import array_record
 from fedge.model import ModelSpec, build
 
 
