@@ -2,7 +2,9 @@
 
 `fedge certs DIR --host NAME_OR_IP --device NAME ...` writes:
   ca.pem, ca.key          a CA that signs the server certificate; devices get ca.pem only
-  server.pem, server.key  the server's certificate, its subject alternative names = the hosts
+  server.pem, server.key  the server's certificate, its subject alternative names = the hosts,
+                          then 127.0.0.1 and localhost (the server's own processes reach
+                          their SuperLink on loopback, whatever address devices use)
   devices/NAME, NAME.pub  one ECDSA P-384 key pair per device in OpenSSH format, as Flower's
                           SuperNode authentication expects; the server gets the .pub files
 Private keys are written owner-read-only.
@@ -20,9 +22,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-CA_CERT, CA_KEY = "ca.pem", "ca.key"
-SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
+from fedge.security import CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY
+
 DEVICES = "devices"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 VALID_DAYS = 365
 
 
@@ -44,8 +47,9 @@ def make_certs(folder: Path, hosts: list[str], devices: list[str]) -> list[Path]
                                        decipher_only=False), critical=True)
           .sign(ca_key, hashes.SHA384()))
     server_key = ec.generate_private_key(ec.SECP384R1())
+    names = [*hosts, *(name for name in LOOPBACK_NAMES if name not in hosts)]
     server = (_builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]), ca_name, server_key)
-              .add_extension(x509.SubjectAlternativeName([_general_name(h) for h in hosts]), critical=False)
+              .add_extension(x509.SubjectAlternativeName([_general_name(h) for h in names]), critical=False)
               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
               .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
               .sign(ca_key, hashes.SHA384()))

@@ -9,9 +9,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fedge.config import ConfigError, RunConfig, parse_option, option_name
+from fedge.config import DEFAULT_POLL_INTERVAL, ConfigError, RunConfig, parse_option, option_name
 from fedge.data import DataError
-from fedge.launch import DEFAULT_POLL_INTERVAL, LaunchError, Security
+from fedge.processes import LaunchError
+from fedge.security import Security
 
 SIMULATION_ONLY = {"clients", "partition", "alpha", "shards_per_client"}
 DEPLOYMENT_ONLY = {"min_clients", "test_data", "wait_timeout"}
@@ -250,7 +251,8 @@ def _parser() -> argparse.ArgumentParser:
                               "pair per --device in DIR/devices (the .pub files go to --authorized-keys).")
     crt.add_argument("folder", type=Path, metavar="DIR", help="where to write the files (must not hold any)")
     crt.add_argument("--host", action="append", required=True, metavar="NAME_OR_IP",
-                     help="a name or IP address clients use to reach the server; repeat for several")
+                     help="a name or IP address clients use to reach the server; repeat for several "
+                     "(127.0.0.1 and localhost are always added: the server reaches itself there)")
     crt.add_argument("--device", action="append", metavar="NAME", help="create a key pair for this device; "
                      "repeat for several")
     crt.set_defaults(command=_certs, command_name="certs")

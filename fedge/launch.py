@@ -17,24 +17,23 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import tomli_w
 
-from fedge.certs import CA_CERT, SERVER_CERT, SERVER_KEY
-from fedge.config import RunConfig
+from fedge.config import DEFAULT_POLL_INTERVAL, RunConfig
 from fedge.data import load_file
 from fedge.dispatch import KEEP_FLOWERS
-from fedge.processes import ProcessSet, flower_env, free_port, is_loopback, split_address, tail, wait_healthy
+from fedge.processes import (LaunchError, ProcessSet, flower_env, free_port, local_host, split_address, tail,
+                             wait_healthy)
 from fedge.refusal import REPORT_FILE
 from fedge.results import (CHECKPOINT_FILE, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PROGRESS_FILE, STATUS_FILE,
                            RunFolder)
+from fedge.security import CA_CERT, Security
 
 CONNECTION = "fedge"
 RUN_CONFIG_FILE = "run-config.toml"
-DEFAULT_POLL_INTERVAL = 1.0  # seconds between a device's checks for new messages (Flower: 3)
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # Flower colours its log levels
 STARTED_RUN = re.compile(r"Successfully started run (\d+)")  # what `flwr run` prints
 FLOWER_STATUS_SECONDS = 5.0  # how often to ask Flower whether a run whose stream ended still runs
@@ -43,55 +42,6 @@ TOKEN_HINT = ("the ServerApp process took longer than Flower's 30 s to reach the
               "was handed to it, so Flower refused it; the machine was too busy (e.g. devices starting "
               "on it at the same moment): run the command again, or start the devices once the server "
               "says it is waiting for them")
-
-
-class LaunchError(RuntimeError):
-    """Something fedge needs before starting is missing or wrong."""
-
-
-@dataclass(frozen=True)
-class Security:
-    """How a connection is protected: TLS from `fedge certs`, device keys, or (on loopback) none."""
-
-    insecure: bool = False
-    certs: Path | None = None  # server: the folder `fedge certs` wrote
-    authorized_keys: Path | None = None  # server: folder of the devices' *.pub keys
-    root_cert: Path | None = None  # client: the CA certificate (ca.pem)
-    key: Path | None = None  # client: this device's private key
-
-    def check(self, host: str) -> None:
-        """Refuse what would be unsafe or cannot work, before anything starts."""
-        if not (self.certs or self.root_cert or self.insecure or is_loopback(host)):
-            raise LaunchError(f"{host} is not a loopback address: an unencrypted connection would expose "
-                              "model updates on the network. Use TLS (`fedge certs`, then --certs on the "
-                              "server, --root-cert on clients) or pass --insecure to accept that explicitly.")
-        if self.authorized_keys and not self.certs:
-            raise LaunchError("--authorized-keys needs --certs: Flower authenticates devices only over TLS")
-        if self.key and not self.root_cert:
-            raise LaunchError("--key needs --root-cert: Flower authenticates devices only over TLS")
-        for path in [*self.server_files(), self.root_cert, self.key]:
-            if path and not path.is_file():
-                raise LaunchError(f"{path} does not exist (create it with `fedge certs`)")
-        if self.authorized_keys and not self.device_keys():
-            raise LaunchError(f"{self.authorized_keys} holds no device public keys (*.pub); create them with "
-                              "`fedge certs DIR --device NAME`")
-
-    def server_files(self) -> list[Path]:
-        return [self.certs / name for name in (CA_CERT, SERVER_CERT, SERVER_KEY)] if self.certs else []
-
-    def device_keys(self) -> list[Path]:
-        return sorted(self.authorized_keys.glob("*.pub")) if self.authorized_keys else []
-
-    def superlink_args(self) -> list[str]:
-        if not self.certs:
-            return ["--insecure"]
-        ca, cert, key = map(str, self.server_files())
-        auth = ["--enable-supernode-auth"] if self.authorized_keys else []
-        return ["--ssl-ca-certfile", ca, "--ssl-certfile", cert, "--ssl-keyfile", key, *auth]
-
-    def supernode_args(self) -> list[str]:
-        tls = ["--root-certificates", str(self.root_cert)] if self.root_cert else ["--insecure"]
-        return tls + (["--auth-supernode-private-key", str(self.key)] if self.key else [])
 
 
 APP_PACKAGES = ("fedge", "clients", "server")
@@ -181,7 +131,7 @@ def serve(cfg: RunConfig, address: str, security: Security, resume: Path | None 
         ca = security.certs / CA_CERT if security.certs else None
         start_superlink(processes, host, port, [*security.superlink_args(), "--database", str(run_dir / "state.db")],
                         ca)
-        write_connection(Path(processes.env["FLWR_HOME"]), f"{host}:{port}", ca)
+        write_connection(Path(processes.env["FLWR_HOME"]), f"{local_host(host)}:{port}", ca)
         for public_key in security.device_keys():
             _register(processes, public_key)
         return _submit_and_follow(processes, cfg, run_dir, [])

@@ -49,8 +49,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # bind to every interface
+
+
+class LaunchError(RuntimeError):
+    """Something fedge needs before starting is missing or wrong."""
+
+
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def local_host(host: str) -> str:
+    """Where a process on this machine reaches a server bound to `host`: loopback for a wildcard bind.
+
+    `fedge certs` puts 127.0.0.1 in every server certificate for that reason.
+    """
+    return "127.0.0.1" if host in WILDCARD_HOSTS else host
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -159,20 +174,19 @@ def _state_and_session(entry: Path) -> tuple[str, int]:
 def wait_healthy(host: str, port: int, process: subprocess.Popen, log: Path, ca: Path | None = None,
                  timeout: float = 60.0) -> None:
     """Wait until a SuperLink answers on /health (over TLS when `ca` is given); fail early if it exits."""
-    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    url = f"{'https' if ca else 'http'}://{host}:{port}/health"
+    url = f"{'https' if ca else 'http'}://{local_host(host)}:{port}/health"
     context = ssl.create_default_context(cafile=str(ca)) if ca else None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"flower-superlink exited with code {process.returncode}; "
+            raise LaunchError(f"flower-superlink exited with code {process.returncode}; "
                                f"last lines of {log}:\n{tail(log)}")
         try:
             with urllib.request.urlopen(url, timeout=1, context=context):
                 return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"flower-superlink did not become ready within {timeout:g}s; see {log}")
+    raise LaunchError(f"flower-superlink did not become ready within {timeout:g}s; see {log}")
 
 
 def tail(path: Path, lines: int = 15) -> str:

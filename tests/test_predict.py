@@ -1,7 +1,9 @@
 """`fedge predict`: ONNX Runtime only, columns matched by name, bad CSVs named precisely."""
 
 import csv
+import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,14 @@ from fedge.data import load_builtin
 from fedge.model import TrainedModel
 
 BLOCKED = ("torch", "flwr", "onnx", "sklearn")  # a device has numpy and onnxruntime only
+# What the predict path may import besides the standard library: fedge, numpy, ONNX Runtime and
+# the packages ONNX Runtime itself requires (as their top-level modules).
+DEVICE_DISTRIBUTIONS = {"numpy", "onnxruntime", *(
+    re.split(r"[ ;<>=!~\[]", requirement)[0].lower().replace("-", "_")
+    for requirement in importlib.metadata.requires("onnxruntime") or [] if "extra ==" not in requirement)}
+DEVICE_MODULES = {"fedge", "__main__", "_distutils_hack"} | {  # the last two: Python's and setuptools' own
+    module for module, distributions in importlib.metadata.packages_distributions().items()
+    if any(d.lower().replace("-", "_") in DEVICE_DISTRIBUTIONS for d in distributions)}
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -46,6 +56,10 @@ def test_predict_runs_without_torch(onnx_float: Path, digits_model: TrainedModel
             "from fedge.cli import main\n"
             f"rc = main(['predict', '--model', {str(onnx_float)!r}, '--data', {str(data)!r}, '--out', {str(out)!r}])\n"
             f"assert not [m for m in {BLOCKED!r} if sys.modules[m] is not None]\n"
+            "top = {name.split('.')[0] for name, module in sys.modules.items() if module is not None}\n"
+            f"extra = sorted(top - set(sys.stdlib_module_names) - set({sorted(DEVICE_MODULES)!r}))\n"
+            "extra = [m for m in extra if not m.startswith('__editable___fedge')]  # pip's editable-install hook\n"
+            "assert not extra, f'imported beyond numpy and onnxruntime: {extra}'\n"
             "sys.exit(rc)\n")
     env = {**os.environ, "PYTHONPATH": str(Path(fedge.__file__).parents[1])}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)

@@ -9,17 +9,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedge.certs import make_certs
-from fedge.processes import free_port
+from fedge.processes import free_port, local_host
 from fedge.results import read_metrics
 from tests.processes import demo_client, listening_addresses, wait_for_line
 
 
-def test_certs_hold_the_hosts_as_subject_alternative_names_and_p384_device_keys(tmp_path: Path):
-    make_certs(tmp_path, ["127.0.0.1", "edge.example"], ["pump-1"])
+def test_certs_hold_the_hosts_and_loopback_as_subject_alternative_names_and_p384_device_keys(tmp_path: Path):
+    make_certs(tmp_path, ["edge.example", "10.1.2.3"], ["pump-1"])
     server = x509.load_pem_x509_certificate((tmp_path / "server.pem").read_bytes())
     names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
-    assert names.get_values_for_type(x509.DNSName) == ["edge.example"]
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["10.1.2.3", "127.0.0.1"]
+    assert names.get_values_for_type(x509.DNSName) == ["edge.example", "localhost"]
+    assert server.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value == "edge.example"
     ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
     server.verify_directly_issued_by(ca)
     assert (tmp_path / "devices" / "pump-1.pub").read_text().startswith("ecdsa-sha2-nistp384 ")
@@ -28,6 +29,19 @@ def test_certs_hold_the_hosts_as_subject_alternative_names_and_p384_device_keys(
     assert oct((tmp_path / "server.key").stat().st_mode & 0o777) == "0o600"
     with pytest.raises(ValueError, match="already exists"):
         make_certs(tmp_path, ["127.0.0.1"], [])
+
+
+def test_loopback_is_not_named_twice(tmp_path: Path):
+    make_certs(tmp_path, ["127.0.0.1", "localhost"], [])
+    server = x509.load_pem_x509_certificate((tmp_path / "server.pem").read_bytes())
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(n.value) for n in names] == ["127.0.0.1", "localhost"]
+
+
+@pytest.mark.parametrize("bound,reached", [("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1"),
+                                           ("127.0.0.1", "127.0.0.1"), ("server.example.org", "server.example.org")])
+def test_the_server_reaches_its_own_superlink_on_loopback_when_bound_to_every_interface(bound, reached):
+    assert local_host(bound) == reached
 
 
 @pytest.mark.parametrize("args,message", [
@@ -46,7 +60,9 @@ def test_inconsistent_security_options_are_refused(fedge, tmp_path: Path, args, 
 @pytest.mark.slow
 def test_only_a_registered_device_with_the_ca_trains(fedge, tmp_path: Path):
     certs = tmp_path / "certs"
-    make_certs(certs, ["127.0.0.1"], ["known", "stranger"])
+    # Named as a deployment would be: devices reach the server here by 127.0.0.1, which
+    # `fedge certs` adds to every certificate, and so does the server's own readiness check.
+    make_certs(certs, ["server.example.org"], ["known", "stranger"])
     authorized = tmp_path / "authorized"
     authorized.mkdir()
     shutil.copy(certs / "devices" / "known.pub", authorized)
