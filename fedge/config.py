@@ -181,7 +181,11 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, path: Path) -> RunConfig:
-        """Read an experiment file (same keys as the CLI options) into a RunConfig."""
+        """Read an experiment file into a RunConfig.
+
+        Its keys are the CLI option names; Flower's run-config names (`num-rounds`) are
+        accepted too, so a run folder's run-config.toml runs the same experiment again.
+        """
         try:
             data = tomllib.loads(Path(path).read_text())
         except FileNotFoundError:
@@ -189,11 +193,16 @@ class RunConfig:
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{path}: not valid TOML: {err}") from None
         by_cli = {option_name(f): f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(by_cli))
+        by_key = {**{_flower_key(f.name): f for f in dataclasses.fields(cls)}, **by_cli}
+        unknown = sorted(set(data) - set(by_key))
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; "
                               f"known keys: {', '.join(sorted(by_cli))}")
-        return cls(**{by_cli[k].name: parse_option(by_cli[k], v) for k, v in data.items()})
+        twice = [f"{option_name(f)} and {_flower_key(f.name)}" for f in dataclasses.fields(cls)
+                 if option_name(f) != _flower_key(f.name) and {option_name(f), _flower_key(f.name)} <= set(data)]
+        if twice:
+            raise ConfigError(f"{path}: {twice[0]} name the same option; keep one")
+        return cls(**{by_key[k].name: parse_option(by_key[k], v) for k, v in data.items()})
 
 
 @functools.lru_cache(maxsize=16)

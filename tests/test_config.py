@@ -2,6 +2,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from fedge.config import ConfigError, RunConfig
 
@@ -50,6 +51,14 @@ def test_experiment_file_keys_are_the_cli_option_names(tmp_path: Path):
     assert (cfg.dataset, cfg.num_rounds, cfg.hidden, cfg.partition) == ("iris", 4, (8, 8), "dirichlet")
 
 
+def test_a_run_folders_run_config_toml_reads_back_as_the_same_options(tmp_path: Path):
+    cfg = RunConfig(dataset="iris", num_rounds=7, hidden=(8, 4), strategy="fedprox", name="again")
+    path = tmp_path / "run-config.toml"
+    path.write_text(tomli_w.dumps(cfg.to_flower()))
+    assert "num-rounds = 7" in path.read_text().splitlines()
+    assert RunConfig.from_toml(path) == cfg
+
+
 def test_experiment_file_errors_name_the_file_and_key(tmp_path: Path):
     path = tmp_path / "exp.toml"
     path.write_text("roundz = 3\n")
@@ -61,6 +70,10 @@ def test_experiment_file_errors_name_the_file_and_key(tmp_path: Path):
     path.write_text("rounds = \n")
     with pytest.raises(ConfigError, match="exp.toml: not valid TOML"):
         RunConfig.from_toml(path)
+    path.write_text("rounds = 3\nnum-rounds = 4\n")
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_toml(path)
+    assert str(err.value) == f"{path}: rounds and num-rounds name the same option; keep one"
 
 
 def test_every_shipped_experiment_file_is_valid():
