@@ -95,7 +95,8 @@ class RunConfig:
     seed: int = _opt(0, "seed for model initialisation, partitions and batching")
     # Output.
     out: str = _opt("runs", "folder under which the run folder is created")
-    name: str = _opt("", "run folder name; empty: <dataset>-<partition>-<time>")
+    name: str = _opt("", "run folder name; empty: <dataset>-<partition>-<time> (simulation), "
+                   "server-<time> (server)")
 
     def validate(self) -> RunConfig:
         """Raise ConfigError naming the first bad option; return self when all are sound."""

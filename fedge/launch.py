@@ -67,9 +67,10 @@ def stage_app(run_dir: Path) -> Path:
     return staged
 
 
-def prepare_run(cfg: RunConfig) -> tuple[RunConfig, Path]:
-    """Resolve the run folder to an absolute path and give the run a name if it has none."""
-    name = cfg.name or f"{cfg.dataset or 'run'}-{cfg.partition}-{datetime.now():%Y%m%d-%H%M%S}"
+def prepare_run(cfg: RunConfig, default_prefix: str) -> tuple[RunConfig, Path]:
+    """Resolve the run folder to an absolute path and give the run a name if it has none
+    (`default_prefix`-date-time)."""
+    name = cfg.name or f"{default_prefix}-{datetime.now():%Y%m%d-%H%M%S}"
     out = Path(cfg.out).expanduser().resolve()
     run_dir = out / name
     if (run_dir / "status.json").exists():
@@ -104,7 +105,8 @@ def simulate(cfg: RunConfig, ray_address: str = "", flower_dispatch: bool = Fals
     RAY_ADDRESS) instead of starting one on this machine.  `flower_dispatch` keeps
     Flower's own message dispatch instead of fedge.dispatch's.
     """
-    cfg, run_dir = prepare_run(cfg.replace(min_clients=cfg.clients))
+    cfg = cfg.replace(min_clients=cfg.clients).validate()  # every virtual client takes part
+    cfg, run_dir = prepare_run(cfg, f"{cfg.dataset}-{cfg.partition}")
     print(f"fedge: simulating {cfg.clients} clients on {cfg.dataset} ({cfg.partition}), "
           f"{cfg.num_rounds} rounds, run folder {run_dir}", flush=True)
     env = flower_env(run_dir / "flwr-home")
@@ -124,7 +126,7 @@ def serve(cfg: RunConfig, address: str, security: Security, resume: Path | None 
     """Start a SuperLink on `address`, submit the run (or resume one), follow it until it ends."""
     host, port = split_address(address)
     security.check(host)
-    cfg, run_dir = resume_run(resume) if resume else prepare_run(cfg)
+    cfg, run_dir = resume_run(resume) if resume else prepare_run(cfg, "server")
     print(f"fedge: server on {address}, waiting for {cfg.min_clients} client(s), {cfg.num_rounds} rounds, "
           f"run folder {run_dir}{' (resuming)' if resume else ''}", flush=True)
     with ProcessSet(flower_env(run_dir / "flwr-home"), run_dir / "logs") as processes:

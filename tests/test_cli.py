@@ -48,6 +48,9 @@ def test_client_with_a_bad_cell_names_line_and_column(fedge, tmp_path: Path):
      f"fedge simulate: error: --strategy 'fedfoo' is not valid: expected one of {', '.join(STRATEGIES)}"),
     (["simulate", "--fraction-evaluate", "0"],
      "fedge simulate: error: --fraction-evaluate 0.0 is not valid: expected a number in (0, 1]"),
+    (["simulate", "--clients", "1", "--secagg", "true"],
+     "fedge simulate: error: --secagg true needs at least 2 clients per round (--min-clients, or --clients in a "
+     "simulation): a sum over one client is that client's update"),
     (["simulate", "--max-update-norm", "-1"],
      "fedge simulate: error: --max-update-norm -1.0 is not valid: expected a number ≥ 0 (0: no limit)"),
     (["server", "--round-timeout", "0"],

@@ -1,12 +1,14 @@
-"""fedge.launch: a run that ends without a status says why, from Flower's own logs."""
+"""fedge.launch: run folders, and a run that ends without a status says why, from Flower's own logs."""
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from fedge.launch import TOKEN_HINT, _follow, _report, run_is_active
+from fedge.config import RunConfig
+from fedge.launch import TOKEN_HINT, _follow, _report, prepare_run, run_is_active
 from fedge.results import RunFolder
 
 TOKEN_ERROR = ("\x1b[91mERROR \x1b[0m:     [/v1/runtime/pull-task-input][ApiError:1008] "
@@ -77,3 +79,10 @@ def test_follow_prints_each_progress_line_once_across_two_follows(tmp_path: Path
     folder.write_status("completed")
     assert _follow(folder, lambda: False, printed) == 2
     assert capsys.readouterr().out == "round 1/2\nround 2/2\n"
+
+
+def test_a_run_without_a_name_is_named_after_its_kind_and_start_time(tmp_path: Path) -> None:
+    cfg, run_dir = prepare_run(RunConfig(out=str(tmp_path)), "server")
+    assert re.fullmatch(r"server-\d{8}-\d{6}", cfg.name) and run_dir == tmp_path / cfg.name
+    assert prepare_run(RunConfig(out=str(tmp_path), name="mine"), "server")[1] == tmp_path / "mine"
+    assert list(tmp_path.iterdir()) == []  # naming creates nothing
