@@ -30,7 +30,8 @@ from fedge.model import ModelSpec, TrainedModel, build, save_model
 from fedge.privacy import epsilon
 from fedge.refusal import REFUSAL
 from fedge.results import COMPLETED, COMPLETED_WITH_FAILURES, FAILED, MODEL_FILE, RunFolder
-from fedge.schema import ClientReport, RunSchema, SchemaError, agree, feature_difference, stats_from_record
+from fedge.schema import (ClientReport, EveryClientRefused, RunSchema, SchemaError, agree, feature_difference,
+                          stats_from_record)
 from fedge.secagg import SecureTraining
 from fedge.strategy import build_strategy
 from fedge.wire import Packer
@@ -127,12 +128,16 @@ class _Federation:
         for node, reason in failures.items():
             self._say(f"node {node} did not answer the schema query: {reason}", WARNING)
         if self.enrolment.schema is None:
-            schema = agree(reports, self.cfg.classes, self.test.feature_names if self.test else ())
-            self.enrolment.schema = schema
-            self._say(f"{len(schema.accepted)} client(s) enrolled: {len(schema.feature_names)} features, "
-                      f"classes {', '.join(schema.classes)}")
-            newly_refused = schema.refused
-            self.enrolment.accepted.update(schema.accepted)
+            try:
+                schema = agree(reports, self.cfg.classes, self.test.feature_names if self.test else ())
+            except EveryClientRefused as err:  # misfits came first: refuse them, wait for fitting devices
+                newly_refused = err.refused
+            else:
+                self.enrolment.schema = schema
+                self._say(f"{len(schema.accepted)} client(s) enrolled: {len(schema.feature_names)} features, "
+                          f"classes {', '.join(schema.classes)}")
+                newly_refused = schema.refused
+                self.enrolment.accepted.update(schema.accepted)
         else:
             newly_refused = {}
             for report in reports:
@@ -149,7 +154,7 @@ class _Federation:
 
     def _tell_refused(self, refused: dict[int, str]) -> None:
         """Tell refused devices why (no reply awaited), so that their `fedge client` stops and says so."""
-        classes = list(self.enrolment.schema.classes)
+        classes = list(self.enrolment.schema.classes if self.enrolment.schema else self.cfg.classes)
         self.grid.push_messages([Message(RecordDict({REFUSAL: ConfigRecord({"reason": why, "classes": classes})}),
                                          dst_node_id=node, message_type=MessageType.QUERY)
                                  for node, why in refused.items()])

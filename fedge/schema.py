@@ -38,6 +38,15 @@ class SchemaError(ValueError):
     """No client (or no schema) the run can use."""
 
 
+class EveryClientRefused(SchemaError):
+    """Every client that answered was refused; others may still connect."""
+
+    def __init__(self, refused: dict[int, str]) -> None:
+        super().__init__("every client was refused: " + "; ".join(f"node {node}: {why}"
+                                                                  for node, why in refused.items()))
+        self.refused = refused
+
+
 def agree(reports: Sequence[ClientReport], classes: Sequence[str] = (),
           expected_features: Sequence[str] = ()) -> RunSchema:
     """Accept clients whose features match the reference and whose labels are known classes.
@@ -60,8 +69,7 @@ def agree(reports: Sequence[ClientReport], classes: Sequence[str] = (),
                                        f"({', '.join(classes)})")
     accepted = [r for r in reports if r.node_id not in refused]
     if not accepted:
-        raise SchemaError("every client was refused: " + "; ".join(
-            f"node {node}: {why}" for node, why in refused.items()))
+        raise EveryClientRefused(refused)
     run_classes = tuple(classes) or sorted_classes(set().union(*(r.labels for r in accepted)))
     if len(run_classes) < 2:
         raise SchemaError(f"the clients' data hold only the class {run_classes[0]!r}; a classifier "

@@ -1,5 +1,6 @@
 """The server's round loop, in process: how it counts and names replies that went wrong."""
 
+import json
 import time
 from pathlib import Path
 
@@ -62,3 +63,32 @@ def test_the_schema_query_asks_a_batch_at_a_time_and_enrols_everyone(tmp_path: P
     assert grid.query_pushes == [3, 3, 1]
     assert rows[0]["train-clients"] == 7
     assert "7 client(s) enrolled" in (tmp_path / "progress.log").read_text()
+
+
+class MisfitFirstGrid(InProcessGrid):
+    """Node 1 connects alone first and reports one feature too few; the others connect after it is refused."""
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.nodes) if self.misfit_refused else [1]
+
+    @property
+    def misfit_refused(self) -> bool:
+        return any(r.metadata.src_node_id == 1 and "schema" not in r.content for r in self.replies)
+
+    def push_messages(self, messages):
+        ids = super().push_messages(messages)
+        for message_id in ids:
+            reply = self._waiting.get(message_id)
+            if reply is not None and reply.metadata.src_node_id == 1 and "schema" in reply.content:
+                reply.content["schema"]["feature-names"] = reply.content["schema"]["feature-names"][:-1]
+        return ids
+
+
+def test_a_misfit_device_that_connects_first_is_refused_and_the_run_waits_for_others(tmp_path: Path):
+    cfg = RunConfig(clients=3, num_rounds=1, local_epochs=1)  # the server's digits test set fixes the features
+    rows = run_federation(cfg, tmp_path, MisfitFirstGrid(cfg.replace(clients=4)))
+    progress = (tmp_path / "progress.log").read_text().splitlines()
+    assert "node 1 refused: 63 features where the run has 64; missing 'pixel_7_7'" in progress
+    assert "3 client(s) enrolled: 64 features, classes 0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in progress
+    assert [r["train-clients"] for r in rows] == [3]
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "completed"
