@@ -127,6 +127,8 @@ def serve(cfg: RunConfig, address: str, security: Security, resume: Path | None 
     host, port = split_address(address)
     security.check(host)
     cfg, run_dir = resume_run(resume) if resume else prepare_run(cfg, "server")
+    if cfg.test_data:
+        load_file(cfg.test_data, cfg.label_column)  # a bad test file fails here, before anything starts
     print(f"fedge: server on {address}, waiting for {cfg.min_clients} client(s), {cfg.num_rounds} rounds, "
           f"run folder {run_dir}{' (resuming)' if resume else ''}", flush=True)
     with ProcessSet(flower_env(run_dir / "flwr-home"), run_dir / "logs") as processes:

@@ -31,6 +31,14 @@ def test_client_with_a_bad_cell_names_line_and_column(fedge, tmp_path: Path):
     assert (tmp_path / "d.csv").read_text() == "a,b,label\n1,2,x\n3,oops,y\n"
 
 
+def test_server_with_a_bad_test_file_stops_before_anything_starts(fedge, tmp_path: Path):
+    (tmp_path / "test.csv").write_text("a,b,label\n1,2,x\n3,oops,y\n")
+    result = fedge.run(["server", "--address", "127.0.0.1:9", "--test-data", str(tmp_path / "test.csv"),
+                        "--out", str(tmp_path / "runs")], timeout=60)
+    _fails(result, f"fedge server: error: {tmp_path / 'test.csv'}, line 3, column 2 ('b'): 'oops' is not a number")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.csv"]  # no run folder
+
+
 @pytest.mark.parametrize("args,message", [
     (["simulate", "--rounds", "-1"], "fedge simulate: error: --rounds -1 is not valid: expected a whole number ≥ 1"),
     (["simulate", "--fraction-train", "1.5"],
@@ -53,6 +61,8 @@ def test_client_with_a_bad_cell_names_line_and_column(fedge, tmp_path: Path):
      "simulation): a sum over one client is that client's update"),
     (["simulate", "--max-update-norm", "-1"],
      "fedge simulate: error: --max-update-norm -1.0 is not valid: expected a number ≥ 0 (0: no limit)"),
+    (["server", "--address", "127.0.0.1:9", "--test-data", "missing.csv"],
+     "fedge server: error: missing.csv: file does not exist"),
     (["server", "--round-timeout", "0"],
      "fedge server: error: --round-timeout 0.0 is not valid: expected a number of seconds > 0"),
     (["server", "--resume", "nowhere"], "fedge server: error: {tmp}/nowhere is not a fedge run folder "
