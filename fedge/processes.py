@@ -9,6 +9,8 @@ every process on the machine that still carries the token.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -20,6 +22,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -50,6 +53,7 @@ def free_port() -> int:
 
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # bind to every interface
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class LaunchError(RuntimeError):
@@ -90,7 +94,8 @@ class ProcessSet:
     def start(self, args: list[str], log_name: str) -> subprocess.Popen:
         log = (self.log_dir / log_name).open("ab")
         process = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=functools.partial(_terminate_with, os.getpid()))
         log.close()
         self.processes.append(process)
         return process
@@ -194,6 +199,31 @@ def tail(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return "(no log)"
+
+
+def _libc_prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up in the parent: a child between fork and exec should not load libraries."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _libc_prctl() if sys.platform.startswith("linux") else None
+
+
+def _terminate_with(parent: int) -> None:
+    """In a child, before exec: SIGTERM it when `parent` (this fedge process) dies, even by SIGKILL.
+
+    `stop()` cannot run in a process killed outright; without this its SuperNode, SuperLink
+    and warm ClientApp parent lived on (and a killed device's SuperNode went on training).
+    Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op.
+    """
+    if _prctl is None:
+        return
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -1,6 +1,8 @@
 """ProcessSet stops what it started, including descendants that dropped fedge's run token."""
 
 import os
+import signal
+import sys
 import subprocess
 import time
 from pathlib import Path
@@ -51,3 +53,31 @@ def test_a_process_holding_files_in_the_ray_folder_is_stopped(tmp_path: Path):
     finally:
         agent.kill()  # by its own PID, whatever happened above
         agent.wait()
+
+
+def test_what_a_fedge_process_started_ends_when_it_is_killed_outright(tmp_path: Path):
+    """SIGKILL leaves no chance to stop anything: the children go with their parent all the same."""
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom pathlib import Path\nfrom fedge.processes import ProcessSet, flower_env\n"
+        f"processes = ProcessSet(flower_env(Path({str(tmp_path)!r}) / 'home'), Path({str(tmp_path)!r}) / 'logs')\n"
+        "child = processes.start(['sleep', '300'], 'sleep.log')\n"
+        f"Path({str(pid_file)!r}).write_text(str(child.pid))\ntime.sleep(300)\n")])
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and parent.poll() is None
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        assert _alive(child)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        parent.kill()
+        parent.wait()
+        if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)  # stop it even when the test fails
