@@ -203,7 +203,10 @@ class RunConfig:
                  if option_name(f) != _flower_key(f.name) and {option_name(f), _flower_key(f.name)} <= set(data)]
         if twice:
             raise ConfigError(f"{path}: {twice[0]} name the same option; keep one")
-        return cls(**{by_key[k].name: parse_option(by_key[k], v) for k, v in data.items()})
+        try:
+            return cls(**{by_key[k].name: parse_option(by_key[k], v) for k, v in data.items()})
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
 
 
 @functools.lru_cache(maxsize=16)
