@@ -18,10 +18,10 @@ from typing import Any
 STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "fedmedian",
               "fedtrimmedavg", "krum", "multikrum", "bulyan")
 DP_MODES = ("none", "server", "client", "local")
-DEFAULT_POLL_INTERVAL = 1.0  # `fedge client --poll-interval`: seconds between a device's checks for messages (Flower: 3)
 DP_STRATEGIES = ("fedavg", "fedprox")  # strategies whose aggregate is a plain average
 PARTITIONS = ("iid", "dirichlet", "shards")
 OPTIMIZERS = ("sgd", "adam")
+DEFAULT_POLL_INTERVAL = 1.0  # `fedge client --poll-interval`: seconds between a device's checks for messages (Flower: 3)
 ACTIVATIONS = ("relu", "tanh", "gelu")
 COMPRESSION = ("none", "fp16", "int8")
 
