@@ -37,8 +37,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from fedge import launch
 
     base = RunConfig.from_toml(args.experiment) if args.experiment else RunConfig()
-    return launch.simulate(_run_config(args, base, SIMULATION_ONLY).validate(), args.ray_address,
-                           args.flower_dispatch)
+    # launch.simulate validates, once min-clients is --clients
+    return launch.simulate(_run_config(args, base, SIMULATION_ONLY), args.ray_address, args.flower_dispatch)
 
 
 def _server(args: argparse.Namespace) -> int:

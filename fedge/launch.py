@@ -105,7 +105,7 @@ def simulate(cfg: RunConfig, ray_address: str = "", flower_dispatch: bool = Fals
     RAY_ADDRESS) instead of starting one on this machine.  `flower_dispatch` keeps
     Flower's own message dispatch instead of fedge.dispatch's.
     """
-    cfg = cfg.replace(min_clients=cfg.clients).validate()  # every virtual client takes part
+    cfg = cfg.replace(min_clients=cfg.clients).validate()  # every virtual client takes part; checked here only
     cfg, run_dir = prepare_run(cfg, f"{cfg.dataset}-{cfg.partition}")
     print(f"fedge: simulating {cfg.clients} clients on {cfg.dataset} ({cfg.partition}), "
           f"{cfg.num_rounds} rounds, run folder {run_dir}", flush=True)
